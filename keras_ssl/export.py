@@ -130,7 +130,7 @@ def _feature_model(encoder, taps: Sequence[str]):
             raise ValueError(f"tap layer {tap!r} has no single output to export: {e}") from None
     if len(encoder.outputs) != 1:
         raise ValueError(f"encoder must have exactly one output (features), has {len(encoder.outputs)}")
-    return keras.Model(inputs=encoder.inputs, outputs=outputs, name=f"{encoder.name}_serving")
+    return keras.Model(inputs=encoder.inputs[0], outputs=outputs, name=f"{encoder.name}_serving")
 
 
 def _flatten(t):
