@@ -273,7 +273,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise invalid(f"invalid Content-Length {raw[:40]!r}") from None
         if n > self.max_body_bytes:
-            self.close_connection = True  # do not read (or keep) an oversized body
+            self.close_connection = True
+            # Drain a moderately oversized body so the client reads our 413
+            # instead of a broken pipe; a huge one is not read at all.
+            if n <= max(2 * self.max_body_bytes, 8 << 20):
+                left = n
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 16))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
             raise ServingError("PAYLOAD_TOO_LARGE",
                                f"request body of {n} bytes exceeds the limit of "
                                f"{self.max_body_bytes} bytes (--rest_api_max_body_bytes)")
@@ -334,6 +343,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code, message=None, explain=None):
         """Malformed HTTP (bad request line, headers too long...): JSON error, then close."""
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # unparseable request line: still send a status line
         try:
             self._send(code if 400 <= code < 600 else 400,
                        {"error": message or HTTPStatus(code).phrase}, close=True)
