@@ -118,10 +118,14 @@ def _feature_model(encoder, taps: Sequence[str]):
     names = [layer.name for layer in encoder.layers]
     outputs = {FEATURES_OUTPUT: encoder.outputs[0]}
     for tap in taps:
-        if tap == FEATURES_OUTPUT:
-            raise ValueError(f"tap name {tap!r} collides with the '{FEATURES_OUTPUT}' output")
         if tap not in names:
             raise ValueError(f"unknown tap layer {tap!r}; encoder layers: {', '.join(names)}")
+        if tap == FEATURES_OUTPUT:
+            # A layer named "features" that produces the encoder's output is
+            # already the ``features`` output; any other one would collide.
+            if encoder.get_layer(tap).output is encoder.outputs[0]:
+                continue
+            raise ValueError(f"tap name {tap!r} collides with the '{FEATURES_OUTPUT}' output")
         if tap in outputs:
             raise ValueError(f"tap {tap!r} listed twice")
         try:
@@ -130,7 +134,9 @@ def _feature_model(encoder, taps: Sequence[str]):
             raise ValueError(f"tap layer {tap!r} has no single output to export: {e}") from None
     if len(encoder.outputs) != 1:
         raise ValueError(f"encoder must have exactly one output (features), has {len(encoder.outputs)}")
-    return keras.Model(inputs=encoder.inputs[0], outputs=outputs, name=f"{encoder.name}_serving")
+    model = keras.Model(inputs=encoder.inputs[0], outputs=outputs, name=f"{encoder.name}_serving")
+    model.output_names_ordered = tuple(outputs)  # "features" first, then the taps
+    return model
 
 
 def _flatten(t):
@@ -191,7 +197,7 @@ def _build_archive(encoder, taps: Sequence[str]):
 
     h, w, c = _input_geometry(encoder)
     model = _feature_model(encoder, taps)
-    out_names = [FEATURES_OUTPUT, *taps]
+    out_names = list(model.output_names_ordered)
 
     def run(images):
         outs = model(images, training=False)
@@ -215,7 +221,7 @@ def _build_archive(encoder, taps: Sequence[str]):
         archive.add_endpoint(
             name=BYTES_SIGNATURE, fn=serve_bytes,
             input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
-    return archive, model, (h, w, c)
+    return archive, tuple(out_names[1:]), (h, w, c)
 
 
 # --------------------------------------------------------------------------
@@ -338,7 +344,7 @@ def export_encoder(encoder, base_path, model_name: str, *, config: dict | None =
     if config is not None:
         config_text = json.dumps(config, indent=2, sort_keys=False) + "\n"  # fails early if not JSON-able
 
-    archive, model, geometry = _build_archive(encoder, taps)
+    archive, taps, geometry = _build_archive(encoder, taps)
     h, w, c = geometry
     with_bytes = c in (1, 3, 4)
     outputs_shapes = {FEATURES_OUTPUT: tuple(int(d) for d in encoder.outputs[0].shape[1:])}

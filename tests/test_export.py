@@ -231,3 +231,15 @@ def test_cli_rejects_config_mismatch(tmp_path, capsys):
     run, _ = _make_run(tmp_path, tiny_encoder(channels=3))
     assert ex.main(["--run-dir", str(run)]) == 2
     assert "channels" in capsys.readouterr().err
+
+
+def test_tap_named_features_is_the_features_output(tmp_path):
+    """An encoder whose output layer is named "features" (as the BCNN's) may list it as a tap."""
+    inp = keras.Input((28, 28, 1), name="images")
+    x = keras.layers.Conv2D(2, 3, name="conv1")(inp)
+    out = keras.layers.Flatten(name="features")(x)
+    enc = keras.Model(inp, out)
+    path = ex.export_encoder(enc, tmp_path, "m", taps=("conv1", "features"))
+    res = tf.saved_model.load(str(path)).signatures["serving_default"](images=tf.constant(images(1)))
+    assert set(res) == {"features", "conv1"}
+    assert json.loads((path / "assets.extra/preprocessing.json").read_text())["taps"] == ["conv1"]
