@@ -9,6 +9,7 @@ INVALID_ARGUMENT / NOT_FOUND with a message; tensors are read with
 from __future__ import annotations
 
 import logging
+import sys
 from concurrent import futures
 from typing import Optional
 
@@ -50,10 +51,44 @@ def tensor_proto_to_array(name: str, proto, max_bytes: int) -> np.ndarray:
         raise invalid(f"input '{name}': unsupported dtype {proto.dtype}") from None
     if n * max(itemsize, 1) > max_bytes:
         raise invalid(f"input '{name}': tensor of shape {dims} exceeds the size limit of {max_bytes} bytes")
+    np_dtype = _NUMERIC.get(proto.dtype)
+    if np_dtype is not None and proto.tensor_content:
+        # Fast path (what tf.make_tensor_proto sends for numeric arrays): raw little-endian bytes.
+        if len(proto.tensor_content) != n * np_dtype.itemsize:
+            raise invalid(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes, "
+                          f"shape {dims} of {np_dtype.name} needs {n * np_dtype.itemsize}")
+        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(dims)
     try:
         return tf.make_ndarray(proto)
     except Exception as e:  # noqa: BLE001 - any malformed TensorProto is the client's
         raise invalid(f"input '{name}': malformed TensorProto: {type(e).__name__}: {e}") from None
+
+
+def _numeric_dtypes():
+    from tensorflow.core.framework import types_pb2 as t
+
+    pairs = {t.DT_FLOAT: "<f4", t.DT_DOUBLE: "<f8", t.DT_HALF: "<f2", t.DT_INT8: "i1",
+             t.DT_INT16: "<i2", t.DT_INT32: "<i4", t.DT_INT64: "<i8", t.DT_UINT8: "u1",
+             t.DT_UINT16: "<u2", t.DT_UINT32: "<u4", t.DT_UINT64: "<u8", t.DT_BOOL: "?"}
+    return {k: np.dtype(v) for k, v in pairs.items()}
+
+
+_NUMERIC = _numeric_dtypes()
+_NP_TO_DT = {v.newbyteorder("=") if v.byteorder != "|" else v: k for k, v in _NUMERIC.items()}
+
+
+def fill_tensor_proto(proto, arr: np.ndarray) -> None:
+    """Write ``arr`` into ``proto`` (raw tensor_content for numeric dtypes, as TF does)."""
+    dt = _NP_TO_DT.get(arr.dtype)
+    if dt is None or sys.byteorder != "little":
+        import tensorflow as tf
+
+        proto.CopyFrom(tf.make_tensor_proto(arr))
+        return
+    proto.dtype = dt
+    for d in arr.shape:
+        proto.tensor_shape.dim.add(size=d)
+    proto.tensor_content = np.ascontiguousarray(arr).tobytes()
 
 
 def _abort(context, e: ServingError):
@@ -95,7 +130,7 @@ def _servicers(manager: ModelManager, max_tensor_bytes: int):
                                       tuple(request.output_filter))
                 resp = predict_pb2.PredictResponse(model_spec=_model_spec(name, lv.version, sig))
                 for k, v in out.items():
-                    resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+                    fill_tensor_proto(resp.outputs[k], v)
                 return resp
             except ServingError as e:
                 _abort(context, e)

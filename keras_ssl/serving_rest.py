@@ -18,6 +18,7 @@ import binascii
 import json
 import logging
 import re
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -240,6 +241,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # route to logging, quiet by default
         log.debug("%s - %s", self.address_string(), fmt % args)
 
+    def setup(self):
+        super().setup()
+        # One small response per request: disable Nagle so it is not held
+        # back waiting for the client's delayed ACK (40 ms per request).
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
     def _send(self, status: int, obj: Any, close: bool = False):
         try:
             body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
@@ -251,8 +261,10 @@ class _Handler(BaseHTTPRequestHandler):
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
-        self.end_headers()
-        self.wfile.write(body)
+        # headers and body in one write (end_headers would flush the headers alone)
+        self._headers_buffer.append(b"\r\n")
+        self.wfile.write(b"".join(self._headers_buffer) + body)
+        self._headers_buffer = []
 
     def _error(self, e: ServingError, close: bool = False):
         self._send(e.http_status, {"error": e.message}, close=close)
