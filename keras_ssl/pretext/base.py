@@ -1,0 +1,36 @@
+"""The contract every pretext sampler follows."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import tensorflow as tf
+
+
+@dataclass
+class Pretext:
+    """Base class of pretext samplers.
+
+    Attributes, set by the subclass:
+
+    - ``view_names``: names of the views a method receives, in order
+      (e.g. ``("first", "second")``).
+    - ``view_shape``: (H, W, C) of every view.
+    - ``targets``: classification targets, name -> number of classes; a
+      method such as ``classify`` puts one softmax head on each.
+
+    ``__call__(images, index, seed)`` maps one batch (float32 [B, H, W, C] in
+    [0, 1], int64 [B] dataset indices, int32 [2] stateless seed) to
+    ``(views, labels)``: dicts of tensors with batch dimension B. ``labels``
+    holds every target, and may hold extra entries (raw transform parameters,
+    indices) that other methods use. Same images and seed -> same output.
+    """
+    view_names: tuple = ()
+    view_shape: tuple = ()
+    targets: dict = field(default_factory=dict)
+
+    def __call__(self, images: tf.Tensor, index: tf.Tensor, seed: tf.Tensor):
+        raise TypeError(f"{type(self).__name__} must define __call__")
+
+    def describe(self, labels: dict, i: int) -> str:
+        """Human-readable label of example ``i`` (TensorBoard sample images)."""
+        return ", ".join(f"{k}={int(v[i])}" for k, v in labels.items() if k in self.targets)

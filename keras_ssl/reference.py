@@ -1,0 +1,15 @@
+"""Published figures we compare against (not our results).
+
+Few-label MNIST test accuracy from the thesis reproduction of "Learning to
+See by Moving" (Torti López 2017, final table): see
+shared reference ``thesis_protocol.md``.
+"""
+
+LABEL_COUNTS = (100, 300, 1000, 10000)
+
+THESIS_TABLE = {
+    "from scratch": (0.42, 0.70, 0.82, 0.97),
+    "SFA (m = 10)": (0.52, 0.71, 0.77, 0.82),
+    "SFA (m = 100)": (0.58, 0.73, 0.80, 0.88),
+    "egomotion": (0.75, 0.90, 0.92, 0.99),
+}

@@ -1,0 +1,131 @@
+"""Pretrain, evaluate with few labels, export: ``python -m keras_ssl.train``.
+
+    python -m keras_ssl.train --config configs/mnist_egomotion.json
+        [--run-dir runs/NAME] [--set train.steps=1000 ...] [--smoke]
+
+Everything goes under the run directory (default ``runs/<config stem>``):
+``config.json`` (resolved config), ``checkpoints/``, ``tb/`` (TensorBoard),
+``encoder.keras``, ``results.json`` / ``results.md``, ``export/<name>/<v>/``
+and ``summary.json`` (wall times). The same command after an interruption
+resumes from the latest checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from keras_ssl.cli import add_config_args, config_from_args
+from keras_ssl.config import ConfigError, to_dict
+
+
+def default_run_dir(config_path: str, smoke: bool) -> Path:
+    return Path("runs") / (Path(config_path).stem + ("_smoke" if smoke else ""))
+
+
+def prepare_run_dir(run_dir: Path, cfg) -> None:
+    """Create ``run_dir``; refuse to resume a run made with a different config."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    resolved = to_dict(cfg)
+    if saved.is_file() and (run_dir / "checkpoints").is_dir():
+        try:
+            old = json.loads(saved.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old != json.loads(json.dumps(resolved)):
+            raise ConfigError(f"{run_dir} holds checkpoints of a run with a different config "
+                              f"(see {saved}); pass another --run-dir or remove that directory")
+    saved.write_text(json.dumps(resolved, indent=2) + "\n")
+
+
+def run(cfg, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
+        export: bool = True, log=print) -> dict:
+    """The whole job; returns the summary (also written to ``summary.json``)."""
+    import tensorflow as tf
+
+    from keras_ssl import registry
+    from keras_ssl.data import load_labeled, load_pretrain
+    from keras_ssl.encoders import build_encoder
+    from keras_ssl.trainer import Pretrainer
+
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, cfg)
+    summary = {"config": cfg.name, "run_dir": str(run_dir)}
+    shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
+
+    images = load_pretrain(cfg.data).images
+    pretext = registry.build("pretext", cfg.pretext, shape)
+    trainer = Pretrainer(cfg, run_dir, pretext, progress=progress)
+    log(f"pretraining {cfg.encoder.name} + {cfg.method.name} on {cfg.pretext.name} "
+        f"({len(images)} images, {cfg.train.steps} steps of {cfg.train.batch_size}, "
+        f"{trainer.strategy.num_replicas_in_sync} replica(s))")
+    summary["pretrain"] = trainer.train(images)
+    encoder = trainer.encoder
+    encoder.save(run_dir / "encoder.keras")
+
+    if evaluate:
+        from keras_ssl.evaluate import evaluate_encoder, write_results
+        train, test = load_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels,
+                                   cfg.data.tfds_data_dir)
+        results = evaluate_encoder(
+            encoder, lambda: build_encoder(cfg.encoder, shape), cfg.eval, train, test,
+            validation_images=cfg.data.validation_images, seed=cfg.seed,
+            method_name=cfg.pretext.name, progress=progress)
+        results["config"] = cfg.name
+        results["pretrain"] = {"steps": cfg.train.steps, "batch_size": cfg.train.batch_size,
+                               "encoder": cfg.encoder.name, "method": cfg.method.name}
+        md = write_results(results, run_dir, title=f"{cfg.name}: few-label test accuracy")
+        summary["evaluate_seconds"] = results["seconds"]
+        writer = tf.summary.create_file_writer(str(run_dir / "tb" / "eval"))
+        with writer.as_default(step=cfg.train.steps):
+            tf.summary.text("results", md)
+            for r in results["rows"]:
+                tf.summary.scalar(f"{r['protocol']}/{r['labels']}_labels", r["mean"])
+        writer.flush()
+        log(md)
+
+    if export and cfg.export.enabled:
+        from keras_ssl.export import export_encoder
+        path = export_encoder(encoder, run_dir / "export", cfg.export.model_name or cfg.name,
+                              config=to_dict(cfg), taps=cfg.export.taps)
+        summary["export"] = str(path)
+        log(f"exported SavedModel: {path}")
+
+    summary["seconds"] = time.perf_counter() - t_start
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    log(f"done in {summary['seconds']:.0f} s; run directory: {run_dir}")
+    return summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m keras_ssl.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--run-dir", help="run directory (default runs/<config stem>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--skip-eval", action="store_true", help="pretrain (and export) only")
+    p.add_argument("--skip-export", action="store_true", help="do not export a SavedModel")
+    args = p.parse_args(argv)
+    cfg = config_from_args(args)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, args.smoke)
+    from keras_ssl.data import DataError
+    from keras_ssl.trainer import TrainingError
+    try:
+        run(cfg, run_dir, progress=not args.no_progress, evaluate=not args.skip_eval,
+            export=not args.skip_export)
+    except (ConfigError, DataError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command again to resume from the last checkpoint in "
+              f"{run_dir / 'checkpoints'}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
