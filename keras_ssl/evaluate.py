@@ -236,3 +236,29 @@ def write_results(results: dict, run_dir: Path, title: str = "") -> str:
     md = results_markdown(results, title)
     (run_dir / "results.md").write_text(md)
     return md
+
+
+def validation_score(encoder: keras.Model, train: ImageSet, *, validation_images: int, seed: int,
+                     kind: str = "knn", labels: int = 1000, knn_k: int = 10,
+                     steps: int = 1000, batch: int = 125) -> float:
+    """Label-efficient proxy on the validation split (never the test set).
+
+    ``labels`` stratified training images (from the pool outside the
+    validation split) train a kNN classifier (``kind="knn"``) or a linear
+    probe on the final features (``kind="linear"``); the score is accuracy on
+    the validation split. Used for tuning and for monitoring pretraining.
+    """
+    pool, val = split_validation(train, validation_images, seed)
+    if len(val) == 0:
+        raise ValueError("validation_score needs data.validation_images > 0")
+    idx = few_label_subset(pool.labels, min(labels, len(pool)), subset_seed(labels, seed))
+    sub = pool.take(idx)
+    tr = encode(encoder, sub.images)[0]
+    va = encode(encoder, val.images)[0]
+    if kind == "knn":
+        return knn_accuracy(tr, sub.labels, va, val.labels, knn_k)
+    if kind == "linear":
+        lin = mlp_head(tr.shape[1], 0, 0.0, name="linear")
+        train_classifier(lin, tr, sub.labels, steps, batch, 0.01, 0.9, 5e-4, seed)
+        return accuracy(lin, va, val.labels)
+    raise ValueError(f"unknown validation score kind {kind!r}: use 'knn' or 'linear'")

@@ -68,9 +68,14 @@ def run(cfg, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
     encoder.save(run_dir / "encoder.keras")
 
     if evaluate:
-        from keras_ssl.evaluate import evaluate_encoder, write_results
+        from keras_ssl.evaluate import evaluate_encoder, validation_score, write_results
         train, test = load_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels,
                                    cfg.data.tfds_data_dir)
+        if cfg.data.validation_images:
+            n_lab = min(1000, len(train) - cfg.data.validation_images)
+            summary["validation"] = {f"knn_{n_lab}_labels": validation_score(
+                encoder, train, validation_images=cfg.data.validation_images, seed=cfg.seed,
+                kind="knn", labels=n_lab, knn_k=cfg.eval.knn_k)}
         results = evaluate_encoder(
             encoder, lambda: build_encoder(cfg.encoder, shape), cfg.eval, train, test,
             validation_images=cfg.data.validation_images, seed=cfg.seed,
