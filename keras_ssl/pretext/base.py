@@ -31,6 +31,11 @@ class Pretext:
     def __call__(self, images: tf.Tensor, index: tf.Tensor, seed: tf.Tensor):
         raise TypeError(f"{type(self).__name__} must define __call__")
 
+    def save(self, run_dir) -> None:
+        """Write what a run needs to reproduce or report this pretext (e.g. the
+        jigsaw permutation set) into ``run_dir``. Called once per run before
+        pretraining; default: nothing."""
+
     def describe(self, labels: dict, i: int) -> str:
         """Human-readable label of example ``i`` (TensorBoard sample images)."""
         return ", ".join(f"{k}={int(v[i])}" for k, v in labels.items() if k in self.targets)
