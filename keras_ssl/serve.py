@@ -15,7 +15,10 @@ Extra flags (not in TF Serving): ``--host``, ``--max_body_bytes`` (REST body
 and gRPC message limit, default 64 MiB), ``--max_image_pixels`` (encoded
 images larger than this are refused before decoding), ``--allow_nonfinite``
 (accept NaN/Infinity in float inputs; refused by default because an encoder
-turns them into NaN features), ``--grpc_max_workers``.
+turns them into NaN features), ``--grpc_max_workers``. Also TF Serving's
+``--rest_api_num_threads`` (here: REST connections served at once),
+``--rest_api_timeout_in_ms``, ``--tensorflow_intra_op_parallelism`` and
+``--tensorflow_inter_op_parallelism``.
 
 Library use (tests, benchmarks): :func:`start_server` returns a
 :class:`ServerHandle` with the bound ports (0 = pick a free port).
@@ -65,7 +68,8 @@ def start_server(models: Sequence[ModelConfig], *, host: str = "127.0.0.1",
                  grpc_port: Optional[int] = 0, rest_port: Optional[int] = 0,
                  batching: Optional[BatchingConfig] = None, poll_wait_seconds: float = 1.0,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, limits: Optional[Limits] = None,
-                 grpc_max_workers: int = 64) -> ServerHandle:
+                 grpc_max_workers: int = 64, rest_max_connections: int = 256,
+                 rest_timeout_seconds: float = 60.0) -> ServerHandle:
     """Load the models (blocking) and start the front ends; a port of None disables one."""
     from keras_ssl.serving_grpc import GrpcServer
     from keras_ssl.serving_rest import RestServer
@@ -80,7 +84,9 @@ def start_server(models: Sequence[ModelConfig], *, host: str = "127.0.0.1",
                                   max_workers=grpc_max_workers,
                                   max_tensor_bytes=limits.max_tensor_bytes).start()
         if rest_port is not None:
-            rest = RestServer(manager, host, rest_port, max_body_bytes=max_body_bytes).start()
+            rest = RestServer(manager, host, rest_port, max_body_bytes=max_body_bytes,
+                              max_connections=rest_max_connections,
+                              timeout_seconds=rest_timeout_seconds).start()
     except Exception:
         if grpc_srv is not None:
             grpc_srv.stop()
@@ -119,7 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoded images with more pixels are refused before decoding")
     p.add_argument("--allow_nonfinite", type=_bool_flag, nargs="?", const=True, default=False,
                    help="accept NaN/Infinity in float inputs")
-    p.add_argument("--grpc_max_workers", type=int, default=64)
+    p.add_argument("--grpc_max_workers", type=int, default=64, help="gRPC handler threads")
+    p.add_argument("--rest_api_num_threads", type=int, default=256,
+                   help="REST connections served at once (more get 503)")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=60000,
+                   help="REST socket timeout per request read")
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                   help="threads per TF op (0: TF default)")
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                   help="TF ops run in parallel (0: TF default)")
     p.add_argument("--verbose", action="store_true")
     return p
 
@@ -159,16 +173,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return _fail(str(e))
         else:
             batching = BatchingConfig()
-    for name, v in (("--max_body_bytes", args.max_body_bytes), ("--max_image_pixels", args.max_image_pixels)):
+    for name, v in (("--max_body_bytes", args.max_body_bytes), ("--max_image_pixels", args.max_image_pixels),
+                    ("--grpc_max_workers", args.grpc_max_workers),
+                    ("--rest_api_num_threads", args.rest_api_num_threads),
+                    ("--rest_api_timeout_in_ms", args.rest_api_timeout_in_ms)):
         if v < 1:
             return _fail(f"{name} must be positive")
+    if args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism:
+        import tensorflow as tf
+
+        if args.tensorflow_intra_op_parallelism:
+            tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+        if args.tensorflow_inter_op_parallelism:
+            tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
     limits = Limits(max_image_pixels=args.max_image_pixels,
                     max_tensor_bytes=4 * args.max_body_bytes, allow_nonfinite=args.allow_nonfinite)
     try:
         handle = start_server(
             models, host=args.host, grpc_port=args.port or None, rest_port=args.rest_api_port or None,
             batching=batching, poll_wait_seconds=args.file_system_poll_wait_seconds,
-            max_body_bytes=args.max_body_bytes, limits=limits, grpc_max_workers=args.grpc_max_workers)
+            max_body_bytes=args.max_body_bytes, limits=limits, grpc_max_workers=args.grpc_max_workers,
+            rest_max_connections=args.rest_api_num_threads,
+            rest_timeout_seconds=args.rest_api_timeout_in_ms / 1000)
     except OSError as e:
         return _fail(f"cannot bind: {e}")
     if handle.grpc_port:

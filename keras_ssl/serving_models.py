@@ -332,6 +332,8 @@ def check_input(spec: TensorSpecInfo, arr: np.ndarray, limits: Limits) -> np.nda
         target = np.dtype(spec.dtype)
         if arr.dtype == object or arr.dtype.kind in ("U", "S"):
             raise invalid(f"input '{name}' expects {spec.dtype_enum} numbers, got non-numeric values")
+        if arr.dtype == bool and target != bool:
+            raise invalid(f"input '{name}' expects {spec.dtype_enum} numbers, got booleans")
         if target.kind in "iu" and arr.dtype.kind == "f":
             if not np.all(np.isfinite(arr)) or not np.all(np.equal(np.mod(arr, 1), 0)):
                 raise invalid(f"input '{name}' expects integers ({spec.dtype_enum})")

@@ -112,12 +112,15 @@ def json_to_array(value, where: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except ValueError:
-        raise invalid(f"{where}: ragged tensor (lists of different lengths)") from None
+        raise invalid(f"{where}: ragged tensor (lists of different lengths) or more than 32 "
+                      "dimensions") from None
     if arr.dtype == object:
         if arr.size and any(isinstance(e, (list, dict)) for e in arr.flat):
             raise invalid(f"{where}: ragged tensor or mixed values")
         if any(e is None for e in arr.flat):
             raise invalid(f"{where}: null values are not allowed")
+        if all(isinstance(e, int) for e in arr.flat):
+            raise invalid(f"{where}: integer values out of the 64-bit range")
         raise invalid(f"{where}: mixed value types")
     return arr
 
@@ -365,17 +368,50 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` at once (then 503 + close)."""
+
     daemon_threads = True
     request_queue_size = 128
+    max_connections = 256
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                body = b'{"error":"too many open connections; retry later"}'
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
+                                + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class RestServer:
     """REST front end bound to (host, port); ``port=0`` picks a free port."""
 
     def __init__(self, manager: ModelManager, host: str = "127.0.0.1", port: int = 8501,
-                 max_body_bytes: int = 64 * 1024 * 1024):
-        handler = type("Handler", (_Handler,), {"manager": manager, "max_body_bytes": max_body_bytes})
-        self.httpd = _HTTPServer((host, port), handler)
+                 max_body_bytes: int = 64 * 1024 * 1024, max_connections: int = 256,
+                 timeout_seconds: float = 60.0):
+        handler = type("Handler", (_Handler,), {"manager": manager, "max_body_bytes": max_body_bytes,
+                                                 "timeout": timeout_seconds})
+        server_cls = type("HTTPServer", (_HTTPServer,), {"max_connections": max_connections})
+        self.httpd = server_cls((host, port), handler)
         self.host, self.port = self.httpd.server_address[:2]
         self.thread: Optional[threading.Thread] = None
 

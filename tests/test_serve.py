@@ -198,6 +198,9 @@ BAD_REQUESTS = {
     "wrong_dtype": ("/v1/models/tiny:predict", {"instances": [[[["a"]] * 28] * 28]}, 400, "DT_FLOAT"),
     "nan": ("/v1/models/tiny:predict", b'{"instances": [' + json.dumps([[[0.5]] * 28] * 27)[:-1].encode()
             + b', [' + b", ".join([b"[NaN]"] * 28) + b"]]]}", 400, "NaN"),
+    "booleans": ("/v1/models/tiny:predict", {"instances": [[[[True]] * 28] * 28]}, 400, "boolean"),
+    "deep_nesting": ("/v1/models/tiny:predict", b'{"instances": ' + b"[" * 40 + b"1" + b"]" * 40 + b"}",
+                     400, "dimensions"),
     "null": ("/v1/models/tiny:predict", {"instances": [[[[None]] * 28] * 28]}, 400, "null"),
     "bad_base64": ("/v1/models/tiny:predict",
                    {"signature_name": "image_bytes", "instances": [{"b64": "@@not base64@@"}]}, 400, "base64"),
@@ -261,6 +264,33 @@ def test_rest_body_limits_and_bad_routes(server):
     sock.close()
     assert data.startswith(b"HTTP/1.") and b" 400 " in data.split(b"\r\n")[0]
     assert rest(server, "GET", "/v1/models/tiny")[0] == 200
+
+
+def test_rest_connection_cap(server):
+    from keras_ssl.serving_rest import RestServer
+
+    rs = RestServer(server.manager, "127.0.0.1", 0, max_connections=2, timeout_seconds=5).start()
+    try:
+        idle = [socket.create_connection(("127.0.0.1", rs.port), timeout=10) for _ in range(2)]
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", rs.port), timeout=10)
+        data = extra.recv(4096)
+        extra.close()
+        assert b" 503 " in data.split(b"\r\n")[0] and b"too many open connections" in data
+        for sock in idle:
+            sock.close()
+        deadline = time.time() + 10
+        while time.time() < deadline:  # slots come back once the idle connections close
+            conn = http.client.HTTPConnection("127.0.0.1", rs.port, timeout=10)
+            conn.request("GET", "/v1/models/tiny")
+            status = conn.getresponse().status
+            conn.close()
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200
+    finally:
+        rs.stop()
 
 
 # --------------------------------------------------------------------------
