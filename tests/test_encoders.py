@@ -1,0 +1,63 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_ssl.config import Component
+from keras_ssl.encoders import build_encoder, tap_outputs
+from keras_ssl.encoders.bcnn import BCNNParams
+from keras_ssl.encoders.convnet import ConvNetParams
+from keras_ssl.encoders.layers import GroupedConv2D, LocalResponseNorm, ceil_pool_padding
+
+
+def test_bcnn_matches_the_thesis_shapes():
+    enc = build_encoder(Component("bcnn", BCNNParams()), (28, 28, 1))
+    shapes = {l.name: tuple(l.output.shape[1:]) for l in enc.layers}
+    assert shapes["conv1"] == (5, 5, 96) and shapes["pool1"] == (2, 2, 96)
+    assert shapes["conv2"] == (2, 2, 256) and shapes["pool2"] == (1, 1, 256)
+    assert enc.output.shape[-1] == 256 and enc.input.name == "images"
+    assert enc.get_layer("conv2").kernel.shape == (5, 5, 48, 256)   # 2 groups
+    assert set(enc.taps) <= {l.name for l in enc.layers}
+
+
+def test_ceil_pool_padding_like_caffe():
+    assert ceil_pool_padding(5, 3, 2) == 0      # 5 -> 2
+    assert ceil_pool_padding(2, 3, 2) == 1      # 2 -> 1 (floor mode would give 0)
+    assert ceil_pool_padding(7, 2, 2) == 1      # 7 -> 4
+
+
+def test_grouped_conv_equals_keras_grouped_conv():
+    x = tf.random.stateless_uniform((2, 4, 4, 8), (0, 1))
+    ref = keras.layers.Conv2D(6, 3, padding="same", groups=2)
+    ours = GroupedConv2D(6, 3, padding="same", groups=2)
+    ref(x), ours(x)
+    ours.set_weights(ref.get_weights())
+    np.testing.assert_allclose(ours(x), ref(x), atol=1e-5)
+
+
+def test_lrn_is_caffe_formula():
+    x = tf.random.stateless_uniform((1, 1, 1, 7), (2, 3)) * 10
+    y = LocalResponseNorm(size=5, alpha=1e-1, beta=0.75)(x).numpy().ravel()
+    v = x.numpy().ravel()
+    for c in range(7):
+        window = v[max(0, c - 2):c + 3]
+        expect = v[c] / (1.0 + 1e-1 / 5 * np.sum(window ** 2)) ** 0.75
+        assert abs(y[c] - expect) < 1e-4
+
+
+@pytest.mark.parametrize("comp", [Component("bcnn", BCNNParams()),
+                                  Component("convnet", ConvNetParams(filters=(8, 16), batch_norm=True))])
+def test_encoder_save_load_round_trip(tmp_path, comp):
+    enc = build_encoder(comp, (28, 28, 1))
+    x = tf.random.stateless_uniform((3, 28, 28, 1), (4, 5))
+    enc.save(tmp_path / "e.keras")
+    again = keras.models.load_model(tmp_path / "e.keras")
+    np.testing.assert_allclose(again(x), enc(x), atol=1e-6)
+
+
+def test_tap_outputs_and_unknown_tap():
+    enc = build_encoder(Component("convnet", ConvNetParams(filters=(4, 8))), (28, 28, 1))
+    outs = tap_outputs(enc, ["pool1", "features"])(tf.zeros((2, 28, 28, 1)))
+    assert outs[0].shape == (2, 14 * 14 * 4) and outs[1].shape == (2, 7 * 7 * 8)
+    with pytest.raises(ValueError, match="unknown layer 'conv9'.*layers: images"):
+        tap_outputs(enc, ["conv9"])

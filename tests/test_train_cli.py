@@ -1,0 +1,57 @@
+"""The main command end to end (smoke), as a user runs it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_main_config_smoke_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    p = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
+                "--run-dir", str(run_dir), "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["train"]["steps"] == 8 and cfg["name"] == "mnist_egomotion"
+    res = json.loads((run_dir / "results.json").read_text())
+    protocols = {(r["protocol"], r["labels"]) for r in res["rows"]}
+    assert ("frozen_mlp", 20) in protocols and ("scratch", 50) in protocols
+    assert "thesis: egomotion" in (run_dir / "results.md").read_text()
+    assert (run_dir / "encoder.keras").is_file()
+    versions = list((run_dir / "export").glob("*/*/saved_model.pb"))
+    assert len(versions) == 1
+    assert list((run_dir / "tb" / "pretrain").glob("events.out.tfevents.*"))
+    assert "frozen_mlp" in p.stdout
+    # Same command again: resumes (nothing left to train) and exports a new version.
+    p2 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
+                 "--run-dir", str(run_dir), "--no-progress", "--skip-eval")
+    assert p2.returncode == 0, p2.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["pretrain"].get("resumed_finished") is True
+    assert len(list((run_dir / "export").glob("*/*/saved_model.pb"))) == 2
+
+
+def test_bad_config_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"encoder": {"name": "bcnn"}, "pretext": {"name": "egomotion"},
+                               "method": {"name": "classify"}, "train": {"batch_size": -1}}))
+    p = run_cli("keras_ssl.train", "--config", str(bad), "--run-dir", str(tmp_path / "r"))
+    assert p.returncode != 0
+    assert "'train.batch_size' must be >= 1" in p.stderr and str(bad) in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_bench_prints_one_json_line():
+    p = run_cli("keras_ssl.bench", "--config", "configs/mnist_egomotion.json", "--steps", "20",
+                "--warmup", "10", "--repeats", "1", "--set", "train.steps_per_execution=10",
+                "--set", "data.max_pretrain_images=256")
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = json.loads(p.stdout.strip().splitlines()[-1])
+    assert line["pairs_per_s"] > 0 and line["pairs_per_s_synthetic"] > 0
+    assert 0 < line["pipeline_ratio"] < 10
