@@ -262,14 +262,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="per protocol and concurrency level")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--protocols", nargs="+", choices=["grpc", "rest"], default=["grpc", "rest"])
-    ap.add_argument("--images-per-request", type=int, default=1)
+    ap.add_argument("--images-per-request", type=int, nargs="+", default=[1],
+                    help="images in each request (several values: one sweep each)")
     ap.add_argument("--batching-config", default=str(REPO / "serving" / "batching.config"))
     ap.add_argument("--no-batching", action="store_true")
     ap.add_argument("--json-out", help="also write the JSON lines to this file")
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.seconds > 3600 or min(args.concurrency) < 1 or max(args.concurrency) > 256:
         ap.error("--seconds must be in (0, 3600], --concurrency in [1, 256]")
-    if not 1 <= args.images_per_request <= 1024:
+    if not all(1 <= n <= 1024 for n in args.images_per_request):
         ap.error("--images-per-request must be in [1, 1024]")
 
     import grpc
@@ -331,31 +332,32 @@ def main(argv=None) -> int:
 
         gc.collect()
         gc.freeze()  # keep client-side full collections (TF heap) out of the latencies
-        x = rng.random((args.images_per_request, h, w, c), dtype=np.float32)
-        rest_body = json.dumps({"instances": x.tolist()}).encode()
-        req = predict_pb2.PredictRequest()
-        req.model_spec.name = name
-        req.model_spec.signature_name = "serving_default"
-        req.inputs["images"].CopyFrom(tf.make_tensor_proto(x))
         channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}",
                                         options=[("grpc.max_receive_message_length", -1)])
         results = []
-        for proto in args.protocols:
-            for conc in args.concurrency:
-                rss0 = rss_mb(proc.pid)
-                if proto == "grpc":
-                    r = run_grpc_level(channel, req, conc, args.seconds)
-                else:
-                    r = _run_level(rest_worker(rest_port, name, rest_body), conc, args.seconds)
-                rec = {"kind": "load", "protocol": proto, "concurrency": conc,
-                       "batching": batching is not None, **r,
-                       "images_per_s": round(r["requests_per_s"] * args.images_per_request, 1),
-                       "rss_mb_start": rss0, "rss_mb_end": rss_mb(proc.pid),
-                       "loadavg_1m": round(os.getloadavg()[0], 2)}
-                for k, v in ref.items():
-                    rec[f"ratio_vs_{k}"] = round(rec["images_per_s"] / v, 3) if v else None
-                emit(rec)
-                results.append(rec)
+        levels = [(ipr, proto, conc) for ipr in args.images_per_request
+                  for proto in args.protocols for conc in args.concurrency]
+        for ipr, proto, conc in levels:
+            x = rng.random((ipr, h, w, c), dtype=np.float32)
+            rss0 = rss_mb(proc.pid)
+            if proto == "grpc":
+                req = predict_pb2.PredictRequest()
+                req.model_spec.name = name
+                req.model_spec.signature_name = "serving_default"
+                req.inputs["images"].CopyFrom(tf.make_tensor_proto(x))
+                r = run_grpc_level(channel, req, conc, args.seconds)
+            else:
+                rest_body = json.dumps({"instances": x.tolist()}).encode()
+                r = _run_level(rest_worker(rest_port, name, rest_body), conc, args.seconds)
+            rec = {"kind": "load", "protocol": proto, "concurrency": conc,
+                   "images_per_request": ipr, "batching": batching is not None, **r,
+                   "images_per_s": round(r["requests_per_s"] * ipr, 1),
+                   "rss_mb_start": rss0, "rss_mb_end": rss_mb(proc.pid),
+                   "loadavg_1m": round(os.getloadavg()[0], 2)}
+            for k, v in ref.items():
+                rec[f"ratio_vs_{k}"] = round(rec["images_per_s"] / v, 3) if v else None
+            emit(rec)
+            results.append(rec)
         channel.close()
     finally:
         if proc is not None and proc.poll() is None:
@@ -368,10 +370,10 @@ def main(argv=None) -> int:
 
     # readable table
     print()
-    print(f"{'protocol':<8} {'conc':>4} {'req/s':>9} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"{'protocol':<8} {'img/req':>7} {'conc':>4} {'req/s':>9} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6} {'RSS MB start->end':>18} " + " ".join(f"{'x ' + k:>12}" for k in ref))
     for r in results:
-        print(f"{r['protocol']:<8} {r['concurrency']:>4} {r['requests_per_s']:>9.1f} {r['images_per_s']:>9.1f} "
+        print(f"{r['protocol']:<8} {r['images_per_request']:>7} {r['concurrency']:>4} {r['requests_per_s']:>9.1f} {r['images_per_s']:>9.1f} "
               f"{r['p50_ms'] or 0:>8.2f} {r['p99_ms'] or 0:>8.2f} {r['errors']:>6} "
               f"{str(r['rss_mb_start']) + ' -> ' + str(r['rss_mb_end']):>18} "
               + " ".join(f"{r['ratio_vs_' + k]:>12.3f}" for k in ref))

@@ -549,3 +549,21 @@ def test_cli_subprocess_and_clients(server, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "keras_ssl.serve", "--model_config_file=/nonexistent"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_serve_bench_smoke(tmp_path):
+    """The benchmark runs end to end (subprocess server, both protocols) with zero errors."""
+    base = tmp_path / "export"
+    export_encoder(tiny_encoder(), base, "tiny")
+    out = tmp_path / "bench.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    p = subprocess.run([sys.executable, "-m", "keras_ssl.serve_bench", "--export-dir", str(base / "tiny"),
+                        "--seconds", "1", "--concurrency", "1", "4", "--json-out", str(out)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    loads = [r for r in recs if r["kind"] == "load"]
+    assert {(r["protocol"], r["concurrency"]) for r in loads} == {("grpc", 1), ("grpc", 4), ("rest", 1), ("rest", 4)}
+    assert all(r["errors"] == 0 and r["requests"] > 0 for r in loads)
+    assert any(r["kind"] == "in_process" for r in recs)
