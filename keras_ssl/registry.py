@@ -16,8 +16,11 @@ KINDS = ("encoder", "pretext", "method")
 # Modules whose import registers the built-in components.
 _MODULES = {
     "encoder": ("keras_ssl.encoders.bcnn", "keras_ssl.encoders.convnet"),
-    "pretext": ("keras_ssl.pretext.egomotion",),
-    "method": ("keras_ssl.methods.classify",),
+    "pretext": ("keras_ssl.pretext.egomotion", "keras_ssl.pretext.sfa", "keras_ssl.pretext.rotation",
+                "keras_ssl.pretext.jigsaw", "keras_ssl.pretext.relative_position",
+                "keras_ssl.pretext.reconstruction"),
+    "method": ("keras_ssl.methods.classify", "keras_ssl.methods.contrastive",
+               "keras_ssl.methods.autoencoder"),
 }
 
 

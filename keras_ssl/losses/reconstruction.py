@@ -1,0 +1,25 @@
+"""Reconstruction loss for autoencoders."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+KINDS = ("bce", "mse")
+
+
+def reconstruction_loss(logits: tf.Tensor, target: tf.Tensor, kind: str = "bce") -> tf.Tensor:
+    """Per-example reconstruction loss, float32 [N].
+
+    logits: float [N, H, W, C], the decoder's pre-sigmoid output; target:
+    float [N, H, W, C] in [0, 1]. ``bce``: pixel-wise binary cross-entropy
+    (targets in [0, 1] are treated as probabilities, as for MNIST), ``mse``:
+    squared error of ``sigmoid(logits)``; both averaged over pixels.
+    """
+    logits = tf.cast(logits, tf.float32)
+    target = tf.cast(target, tf.float32)
+    if kind == "bce":
+        per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
+    elif kind == "mse":
+        per_pixel = tf.square(tf.sigmoid(logits) - target)
+    else:
+        raise ValueError(f"unknown reconstruction loss {kind!r}; known: {KINDS}")
+    return tf.reduce_mean(tf.reshape(per_pixel, [tf.shape(per_pixel)[0], -1]), axis=1)

@@ -1,0 +1,69 @@
+"""Autoencoder baseline (Agrawal et al. 2015 compare egomotion against one):
+the encoder's features are decoded back to the image and the reconstruction
+loss (:func:`keras_ssl.losses.reconstruction.reconstruction_loss`) trains both.
+
+Decoder (convolutional): dense ``hidden`` (ReLU, optional) -> dense to a
+``ceil(H/4) x ceil(W/4) x channels`` map (ReLU) -> transposed conv
+``channels // 2`` 4x4 stride 2 (ReLU) -> transposed conv C 4x4 stride 2 ->
+cropped to H x W: pre-sigmoid logits. Only the encoder is kept for
+evaluation and export. Use with the ``reconstruction`` pretext (one view,
+label ``target`` = the clean image).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from keras_ssl.config import num
+from keras_ssl.losses.reconstruction import KINDS, reconstruction_loss
+from keras_ssl.methods.base import Method, view_inputs
+from keras_ssl.registry import register
+
+
+@dataclass(frozen=True)
+class AutoencoderParams:
+    hidden: int = num(0, 0)        # optional dense layer before the spatial map; 0 = none
+    channels: int = num(64, 2)     # channels of the first decoder feature map
+    loss: str = "bce"              # "bce" | "mse"
+    target_label: str = "target"
+
+    def validate(self):
+        if self.loss not in KINDS:
+            raise ValueError(f"loss must be one of {KINDS}, got {self.loss!r}")
+
+
+class Autoencoder(Method):
+    def __init__(self, encoder, network, params: AutoencoderParams, **kwargs):
+        super().__init__(encoder, network, **kwargs)
+        self.params = params
+
+    def per_example(self, outputs, labels):
+        logits = outputs["reconstruction"]
+        target = labels[self.params.target_label]
+        loss = reconstruction_loss(logits, target, self.params.loss)
+        mse = tf.reduce_mean(tf.reshape(tf.square(tf.sigmoid(logits) - target), [tf.shape(logits)[0], -1]), 1)
+        return loss, {"mse": mse}
+
+
+@register("method", "autoencoder", AutoencoderParams)
+def build_autoencoder(p: AutoencoderParams, encoder: keras.Model, pretext) -> Autoencoder:
+    if len(pretext.view_names) != 1:
+        raise ValueError(f"method 'autoencoder' needs a pretext with one view, got {pretext.view_names}")
+    h, w, c = pretext.view_shape
+    h0, w0 = math.ceil(h / 4), math.ceil(w / 4)
+    inputs = view_inputs(pretext)
+    x = encoder(inputs[0])
+    if p.hidden:
+        x = keras.layers.Dense(p.hidden, activation="relu", name="dec_hidden")(x)
+    x = keras.layers.Dense(h0 * w0 * p.channels, activation="relu", name="dec_map")(x)
+    x = keras.layers.Reshape((h0, w0, p.channels), name="dec_reshape")(x)
+    x = keras.layers.Conv2DTranspose(max(p.channels // 2, 1), 4, strides=2, padding="same",
+                                     activation="relu", name="dec_up1")(x)
+    x = keras.layers.Conv2DTranspose(c, 4, strides=2, padding="same", name="dec_up2")(x)
+    if 4 * h0 != h or 4 * w0 != w:
+        x = keras.layers.Cropping2D(((0, 4 * h0 - h), (0, 4 * w0 - w)), name="dec_crop")(x)
+    network = keras.Model(inputs, {"reconstruction": x}, name="autoencoder")
+    return Autoencoder(encoder, network, p, name="autoencoder")

@@ -1,0 +1,74 @@
+"""Patch geometry shared by the jigsaw and relative-position samplers.
+
+A square ``region_px`` in the centre of the image is cut into a
+``grid`` x ``grid`` array of cells of ``cell = region_px // grid`` pixels. In
+each cell a ``tile_px`` square tile is cropped at a random offset in
+``[0, cell - tile_px]`` on each axis (Noroozi & Favaro 2016: random 64x64 tiles
+in 75x75 cells; Doersch et al. 2015: a gap and a few pixels of jitter), so
+neighbouring tiles are separated by a random gap of ``0 .. 2 (cell - tile_px)``
+pixels: edges and strokes do not simply continue from one tile into the next.
+
+Every tile is then resized (bilinear) up to the *full image size*. The views
+must have the encoder's input shape because the very same encoder is
+evaluated on whole 28x28 digits after pretraining (and exported for them);
+an encoder built for 6x6 tiles could not be evaluated that way. Cells are in
+reading order: cell ``k`` is row ``k // grid``, column ``k % grid``.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_ssl.config import ConfigError
+
+NORMALIZATIONS = ("minmax", "standardize", "none")
+
+
+def check_geometry(kind: str, image_shape, grid: int, region_px: int, tile_px: int) -> None:
+    """ConfigError unless the grid fits the image (called by the builders)."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    if h != w:
+        raise ConfigError(f"pretext {kind!r} needs square images, got {h}x{w}")
+    if region_px > h:
+        raise ConfigError(f"pretext.region_px={region_px} is larger than the {h}x{h} image")
+    if tile_px > region_px // grid:
+        raise ConfigError(f"pretext.tile_px={tile_px} does not fit a cell of {region_px // grid} px "
+                          f"(region_px={region_px} // grid={grid})")
+
+
+def tile_origins(batch, seed, grid: int, region_px: int, tile_px: int, image_px: int) -> tf.Tensor:
+    """Top-left (row, col) in pixels of every cell's jittered tile: int32 [B, grid*grid, 2]."""
+    cell = region_px // grid
+    offset = (image_px - region_px) // 2
+    jitter = tf.random.stateless_uniform([batch, grid * grid, 2], seed, 0, cell - tile_px + 1,
+                                         dtype=tf.int32)
+    k = tf.range(grid * grid)
+    base = tf.stack([k // grid, k % grid], axis=1) * cell + offset        # [K, 2]
+    return base[None] + jitter
+
+
+def crop_tiles(images, origins, tile_px: int, normalize: str) -> tf.Tensor:
+    """Tiles at ``origins`` (int [B, K, 2]) resized to the image size: [B, K, H, W, C].
+
+    ``crop_and_resize`` samples the tile's pixels [r, r + tile_px - 1] (corner
+    aligned), bilinearly. ``normalize`` is applied per tile: ``minmax``
+    rescales each tile to [0, 1] by its own min and max (keeps the encoder's
+    [0, 1] input contract), ``standardize`` to zero mean and unit deviation
+    (Noroozi & Favaro), ``none`` leaves it.
+    """
+    shape = tf.shape(images)
+    b, k = shape[0], tf.shape(origins)[1]
+    h, w, c = images.shape[1], images.shape[2], images.shape[3]
+    o = tf.cast(tf.reshape(origins, [-1, 2]), tf.float32)
+    span = float(tile_px - 1)
+    boxes = tf.concat([o[:, :1] / (h - 1), o[:, 1:] / (w - 1),
+                       (o[:, :1] + span) / (h - 1), (o[:, 1:] + span) / (w - 1)], axis=1)
+    box_index = tf.repeat(tf.range(b), k)
+    tiles = tf.image.crop_and_resize(images, boxes, box_index, [h, w], method="bilinear")
+    if normalize == "minmax":
+        lo = tf.reduce_min(tiles, axis=[1, 2, 3], keepdims=True)
+        hi = tf.reduce_max(tiles, axis=[1, 2, 3], keepdims=True)
+        tiles = tf.math.divide_no_nan(tiles - lo, hi - lo)
+    elif normalize == "standardize":
+        mean, var = tf.nn.moments(tiles, axes=[1, 2, 3], keepdims=True)
+        tiles = (tiles - mean) / tf.sqrt(var + 1e-6)
+    return tf.reshape(tiles, [b, k, h, w, c])
