@@ -61,3 +61,11 @@ def test_tap_outputs_and_unknown_tap():
     assert outs[0].shape == (2, 14 * 14 * 4) and outs[1].shape == (2, 7 * 7 * 8)
     with pytest.raises(ValueError, match="unknown layer 'conv9'.*layers: images"):
         tap_outputs(enc, ["conv9"])
+
+
+def test_lrn_equals_tensorflow_op():
+    x = tf.random.stateless_uniform((3, 2, 2, 96), (6, 7)) * 5
+    for beta in (0.75, 0.5, 0.6):
+        ours = LocalResponseNorm(size=5, alpha=1e-2, beta=beta)(x)
+        ref = tf.nn.local_response_normalization(x, depth_radius=2, bias=1.0, alpha=1e-2 / 5, beta=beta)
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
