@@ -330,8 +330,8 @@ def export_encoder(encoder, base_path, model_name: str, *, config: dict | None =
     none); an explicit version that already exists raises :class:`ExportError`.
     ``taps``: encoder layer names exported as extra outputs (flattened to
     float32 [-1, N]); an unknown name raises ValueError listing the layers.
-    ``config``: the resolved training config (a JSON-able dict), saved to
-    ``assets.extra/config.json``.
+    ``config``: the resolved training config (a JSON-able dict, or an
+    ``ExperimentConfig``), saved to ``assets.extra/config.json``.
     """
     taps = tuple(taps or ())
     validate_model_name(model_name)
@@ -342,7 +342,14 @@ def export_encoder(encoder, base_path, model_name: str, *, config: dict | None =
         raise ExportError(f"version {version} already exists at {model_dir / str(version)}; "
                           "versions are never overwritten")
     if config is not None:
-        config_text = json.dumps(config, indent=2, sort_keys=False) + "\n"  # fails early if not JSON-able
+        if not isinstance(config, dict):  # an ExperimentConfig: store its resolved dict
+            from keras_ssl.config import to_dict
+
+            config = to_dict(config)
+        try:
+            config_text = json.dumps(config, indent=2) + "\n"  # fail before any file is written
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"config is not JSON-serialisable: {e}") from None
 
     archive, taps, geometry = _build_archive(encoder, taps)
     h, w, c = geometry
