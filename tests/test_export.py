@@ -243,3 +243,18 @@ def test_tap_named_features_is_the_features_output(tmp_path):
     res = tf.saved_model.load(str(path)).signatures["serving_default"](images=tf.constant(images(1)))
     assert set(res) == {"features", "conv1"}
     assert json.loads((path / "assets.extra/preprocessing.json").read_text())["taps"] == ["conv1"]
+
+
+def test_cli_exports_project_encoder_with_custom_layers(tmp_path, capsys):
+    """encoder.keras with the project's registered layers (BCNN: LocalResponseNorm) loads and exports."""
+    bcnn = pytest.importorskip("keras_ssl.encoders.bcnn")
+    enc = bcnn.build_bcnn(bcnn.BCNNParams(), (28, 28, 1))
+    taps = list(getattr(enc, "taps", ("conv1",)))
+    run, _ = _make_run(tmp_path, enc, export={"enabled": True, "model_name": "bcnn", "taps": taps})
+    assert ex.main(["--run-dir", str(run)]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == run / "export" / "bcnn" / "1"
+    x = images(2)
+    res = tf.saved_model.load(str(path)).signatures["serving_default"](images=tf.constant(x))
+    assert {t for t in taps if t != "features"} <= set(res)
+    np.testing.assert_allclose(res["features"].numpy(), enc(x, training=False).numpy(), rtol=1e-4, atol=1e-5)
