@@ -8,7 +8,8 @@ tests. Takes the flags of ``tensorflow_model_server``::
         [--port=8500] [--rest_api_port=8501] [--host=127.0.0.1] \\
         [--model_config_file=serving/models.config] \\
         [--enable_batching --batching_parameters_file=serving/batching.config] \\
-        [--file_system_poll_wait_seconds=1] [--max_body_bytes=67108864]
+        [--file_system_poll_wait_seconds=1] [--model_config_file_poll_wait_seconds=0] \\
+        [--max_body_bytes=67108864]
 
 A port of 0 disables that front end (as TF Serving's ``--rest_api_port=0``).
 Extra flags (not in TF Serving): ``--host``, ``--max_body_bytes`` (REST body
@@ -69,7 +70,8 @@ def start_server(models: Sequence[ModelConfig], *, host: str = "127.0.0.1",
                  batching: Optional[BatchingConfig] = None, poll_wait_seconds: float = 1.0,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, limits: Optional[Limits] = None,
                  grpc_max_workers: int = 64, rest_max_connections: int = 256,
-                 rest_timeout_seconds: float = 60.0) -> ServerHandle:
+                 rest_timeout_seconds: float = 60.0, model_config_file: Optional[str] = None,
+                 model_config_poll_seconds: float = 0) -> ServerHandle:
     """Load the models (blocking) and start the front ends; a port of None disables one."""
     from keras_ssl.serving_grpc import GrpcServer
     from keras_ssl.serving_rest import RestServer
@@ -77,6 +79,8 @@ def start_server(models: Sequence[ModelConfig], *, host: str = "127.0.0.1",
     limits = limits or Limits(max_tensor_bytes=4 * max_body_bytes)
     manager = ModelManager(list(models), batching=batching, poll_wait_seconds=poll_wait_seconds,
                            limits=limits).start()
+    if model_config_file and model_config_poll_seconds > 0:
+        manager.watch_config_file(model_config_file, model_config_poll_seconds)
     rest = grpc_srv = None
     try:
         if grpc_port is not None:
@@ -115,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_name", default="default")
     p.add_argument("--model_base_path", help="directory holding integer version directories")
     p.add_argument("--model_config_file", help="ModelServerConfig text proto (models.config)")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                   help="re-read --model_config_file this often (0: never)")
     p.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False)
     p.add_argument("--batching_parameters_file", help="BatchingParameters text proto")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
@@ -194,7 +200,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             batching=batching, poll_wait_seconds=args.file_system_poll_wait_seconds,
             max_body_bytes=args.max_body_bytes, limits=limits, grpc_max_workers=args.grpc_max_workers,
             rest_max_connections=args.rest_api_num_threads,
-            rest_timeout_seconds=args.rest_api_timeout_in_ms / 1000)
+            rest_timeout_seconds=args.rest_api_timeout_in_ms / 1000,
+            model_config_file=args.model_config_file,
+            model_config_poll_seconds=args.model_config_file_poll_wait_seconds)
     except OSError as e:
         return _fail(f"cannot bind: {e}")
     if handle.grpc_port:

@@ -651,8 +651,10 @@ class ModelManager:
         self.poll_wait_seconds = poll_wait_seconds
         self.limits = limits or Limits()
         self.lock = threading.RLock()
+        self._poll_lock = threading.Lock()  # one poll (load/unload pass) at a time
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._config_thread: Optional[threading.Thread] = None
 
     # ---- polling / loading ------------------------------------------------
     def start(self):
@@ -663,10 +665,56 @@ class ModelManager:
             self._thread.start()
         return self
 
+    def watch_config_file(self, path: str | os.PathLike, poll_wait_seconds: float):
+        """Re-read a models.config when its content changes (TF Serving's
+        ``--model_config_file_poll_wait_seconds``); a file that fails to parse
+        is logged and the running config kept."""
+        path = Path(path)
+        last = [path.read_bytes() if path.is_file() else b""]
+
+        def loop():
+            while not self._stop.wait(poll_wait_seconds):
+                try:
+                    data = path.read_bytes()
+                    if data == last[0]:
+                        continue
+                    last[0] = data
+                    self.reload_config(parse_models_config(data.decode("utf-8"), str(path)))
+                    log.info("Reloaded model config %s", path)
+                except Exception as e:  # noqa: BLE001 - keep serving the old config
+                    log.error("Model config %s not reloaded: %s", path, e)
+
+        self._config_thread = threading.Thread(target=loop, name="config-poller", daemon=True)
+        self._config_thread.start()
+        return self
+
+    def reload_config(self, models: list[ModelConfig]):
+        """Serve exactly ``models`` from now on: add new ones (loaded before
+        return), drop removed ones (their versions unloaded), update policies
+        and labels of the others. A model whose base_path changed is reloaded."""
+        new = {m.name: m for m in models}
+        removed = []
+        with self.lock:
+            for name in list(self.models):
+                old = self.models[name]
+                if name not in new or new[name].base_path != old.cfg.base_path:
+                    removed.append(self.models.pop(name))
+                else:
+                    old.cfg = new[name]
+            for name, cfg in new.items():
+                if name not in self.models:
+                    self.models[name] = _Model(cfg)
+        for model in removed:
+            with self._poll_lock:
+                for v in sorted(model.loaded):
+                    self._unload(model, v)
+        self.poll_once()
+
     def stop(self):
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for t in (self._thread, self._config_thread):
+            if t is not None:
+                t.join(timeout=10)
         with self.lock:
             for m in self.models.values():
                 for lv in m.loaded.values():
@@ -701,8 +749,14 @@ class ModelManager:
         return on_disk[-cfg.num_latest:]
 
     def poll_once(self):
+        with self._poll_lock:
+            self._poll_once()
+
+    def _poll_once(self):
         changed = False
-        for name, model in list(self.models.items()):
+        with self.lock:
+            models = list(self.models.items())
+        for name, model in models:
             base = Path(model.cfg.base_path)
             on_disk = self._versions_on_disk(base)
             if not on_disk and not model.loaded:

@@ -466,6 +466,46 @@ def test_hot_version_pickup(tmp_path):
         h.stop()
 
 
+def test_model_config_file_reload(tmp_path):
+    """--model_config_file_poll_wait_seconds: models added / removed / relabelled while serving."""
+    enc = tiny_encoder()
+    export_encoder(enc, tmp_path / "m", "a")
+    export_encoder(enc, tmp_path / "m", "b")
+    cfg = tmp_path / "models.config"
+
+    def write(*names, label=None):
+        blocks = "".join(
+            f"config {{ name: '{n}' base_path: '{tmp_path / 'm' / n}' model_platform: 'tensorflow' "
+            + (f"version_labels {{ key: '{label}' value: 1 }} " if label else "") + "}\n" for n in names)
+        cfg.write_text("model_config_list {\n" + blocks + "}\n")
+
+    write("a")
+    h = start_server(parse_models_config(cfg.read_text()), poll_wait_seconds=0, grpc_port=None,
+                     model_config_file=str(cfg), model_config_poll_seconds=0.2)
+    try:
+        def status(path):
+            return rest(h, "GET", path)[0]
+
+        def wait_for(path, code):
+            deadline = time.time() + 30
+            while time.time() < deadline and status(path) != code:
+                time.sleep(0.1)
+            return status(path)
+
+        assert status("/v1/models/a") == 200 and status("/v1/models/b") == 404
+        write("a", "b", label="stable")
+        assert wait_for("/v1/models/b/labels/stable", 200) == 200
+        cfg.write_text("model_config_list { config { name: 'a/b' } }")  # bad file: old config kept
+        time.sleep(0.6)
+        assert status("/v1/models/b") == 200
+        write("b")
+        assert wait_for("/v1/models/a", 404) == 404
+        s, body = rest(h, "POST", "/v1/models/b:predict", {"instances": images(1).tolist()})
+        assert s == 200
+    finally:
+        h.stop()
+
+
 # --------------------------------------------------------------------------
 # Config parsing, helpers, CLI and the example clients
 # --------------------------------------------------------------------------
