@@ -385,6 +385,8 @@ class Sweep:
             if worker:
                 return
             self.results[i] = self._collect(i, tuner.oracle)
+            if stage.baseline:
+                self.results[i] = self._with_baseline(i, self.results[i])
             secs = time.perf_counter() - t0
         md = self.write_stage_table(i)
         self.log(f"\nstage {stage.name}: {len(self.results[i])} trials ({secs:.0f} s this session)\n{md}")
@@ -418,16 +420,59 @@ class Sweep:
         rest = sorted((r for r in rows if r not in done), key=lambda r: r["trial_id"])
         return done + rest
 
+    def base_values(self) -> dict:
+        """The base config's own values of the searched keys."""
+        from keras_ssl.config import to_dict
+
+        doc = to_dict(config_from_dict(self.base_raw, self.tune.path))
+        out = {}
+        for key in self.tune.space:
+            node = doc
+            for part in key.split("."):
+                node = node[part]
+            out[key] = node
+        return out
+
+    def _with_baseline(self, i: int, rows: list[dict]) -> list[dict]:
+        """Run (or reload) the base config's values at stage ``i``'s budget."""
+        import keras_tuner as kt
+
+        path = self.trial_dir(i, "base") / "trial_result.json"
+        if not path.is_file():
+            values = self.base_values()
+            fake = type("BaselineTrial", (), {})()
+            fake.trial_id = "base"
+            fake.hyperparameters = type("Values", (), {"values": values})()
+            try:
+                self.run_trial(i, fake, "baseline")
+            except (kt.errors.FailedTrialError, kt.errors.FatalError) as e:
+                self.log(f"[{self.tune.stages[i].name} baseline] failed: {e}")
+        row = {"trial_id": "base", "status": "BASELINE", "score": None,
+               "values": self.base_values(), "message": None}
+        if path.is_file():
+            extra = json.loads(path.read_text())
+            row.update(score=extra[self.tune.objective.name], steps=extra.get("steps"),
+                       seconds=extra.get("seconds"), pretext_loss=extra.get("pretext_loss"))
+        scored = [r for r in rows if r["status"] == "COMPLETED"]
+        rest = [r for r in rows if r["status"] != "COMPLETED"]
+        if row["score"] is None:
+            return scored + rest + [row]
+        scored.append(row)
+        scored.sort(key=lambda r: r["score"], reverse=self.tune.objective.goal == "max")
+        return scored + rest
+
     # -- outputs ---------------------------------------------------------------
 
     def _table(self, i: int) -> tuple[list[str], list[list]]:
         keys = list(self.tune.space)
         head = ["rank", "trial", "status", self.tune.objective.name, "pretext_loss", "steps",
                 "seconds"] + keys
-        rows = []
-        for n, r in enumerate(self.results[i], 1):
+        rows, n = [], 0
+        for r in self.results[i]:
             done = r["status"] == "COMPLETED"
-            rows.append([n if done else "-", r["trial_id"], r["status"], r["score"] if done else None,
+            n += done
+            rank = n if done else ("base" if r["status"] == "BASELINE" else "-")
+            rows.append([rank, r["trial_id"], r["status"], r["score"],
                          r.get("pretext_loss"), r.get("steps"),
                          None if r.get("seconds") is None else round(r["seconds"], 1)]
                         + [r["values"].get(k) for k in keys])

@@ -125,7 +125,9 @@ class Stage:
     previous range (in log space for log keys), choices to the values those
     trials used; keys in ``pin`` (and keys whose narrowed range is one value)
     are fixed to the previous stage's best value. ``grid_points``: points per
-    numeric key for ``tuner: grid``.
+    numeric key for ``tuner: grid``. ``baseline``: also run the base config's
+    own values at this stage's budget (trial ``base``, shown in the table, never
+    chosen as best) so that tuned and default compare at equal cost.
     """
     name: str
     tuner: Literal["random", "hyperband", "grid", "bayesian"] = "random"
@@ -135,6 +137,7 @@ class Stage:
     margin: float = 0.25
     pin: tuple[str, ...] = ()
     grid_points: int = 3
+    baseline: bool = False
     hyperband: Hyperband = Hyperband()
     smoke: StageSmoke = StageSmoke()
 

@@ -18,12 +18,12 @@ from keras_ssl.config import ConfigError, load_config
 from keras_ssl.tuning_config import Fixed, SearchDim, load_tune_config, narrow_space
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = ROOT / "configs" / "mnist_egomotion_paper.json"
+BASE = ROOT / "configs" / "mnist_egomotion.json"
 TUNE = ROOT / "configs" / "mnist_egomotion_tune.json"
 
 
 def tune_file(tmp_path, **changes) -> Path:
-    """A small valid tune config (base: the paper config), with ``changes``."""
+    """A small valid tune config (base: the main egomotion config), with ``changes``."""
     doc = {
         "base": str(BASE),
         "objective": {"kind": "knn", "labels": 200},
@@ -215,10 +215,12 @@ def test_smoke_sweep_end_to_end(tmp_path):
         d = run / st.name
         csv_lines = (d / "trials.csv").read_text().strip().splitlines()
         assert csv_lines[0].startswith("rank,trial,status,validation_knn_1000_labels")
-        assert len(csv_lines) == 1 + st.trials
+        assert len(csv_lines) == 1 + st.trials + st.baseline
         assert "| rank | trial |" in (d / "trials.md").read_text()
         trials = sorted(d.glob("trial_*"))
-        assert len(trials) == st.trials
+        assert len(trials) == st.trials + st.baseline
+        if st.baseline:  # the base config's own values at the stage's budget
+            assert any(",base,BASELINE," in f",{line}" for line in csv_lines)
         for t in trials:
             # a normal keras_ssl run, without the few-label test-set evaluation
             assert (t / "config.json").is_file() and (t / "tb" / "pretrain").is_dir()
@@ -229,7 +231,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert list((run / "hparams").glob("events.out.tfevents.*"))
     cfg = load_config(run / "best_config.json")          # runnable as is
     assert cfg.name.endswith("_tuned")
-    assert cfg.train.steps == 40000                       # the base budget, not a stage's
+    assert cfg.train.steps == load_config(BASE).train.steps   # the base budget, not a stage's
     summary = json.loads((run / "summary.json").read_text())
     best = summary["best"]["values"]
     assert cfg.train.learning_rate == pytest.approx(best["train.learning_rate"])
