@@ -60,7 +60,7 @@ def run(cfg, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
     images = load_pretrain(cfg.data).images
     pretext = registry.build("pretext", cfg.pretext, shape)
     pretext.save(run_dir)
-    trainer = Pretrainer(cfg, run_dir, pretext, progress=progress)
+    trainer = Pretrainer(cfg, run_dir, pretext, progress=progress, num_images=len(images))
     log(f"pretraining {cfg.encoder.name} + {cfg.method.name} on {cfg.pretext.name} "
         f"({len(images)} images, {cfg.train.steps} steps of {cfg.train.batch_size}, "
         f"{trainer.strategy.num_replicas_in_sync} replica(s))")

@@ -97,8 +97,13 @@ class Pretrainer:
     :meth:`train`; afterwards ``self.encoder`` is the trained encoder.
     """
 
-    def __init__(self, cfg, run_dir: Path, pretext, strategy=None, progress: bool = True):
+    def __init__(self, cfg, run_dir: Path, pretext, strategy=None, progress: bool = True,
+                 num_images: int | None = None):
         self.cfg, self.run_dir, self.pretext = cfg, Path(run_dir), pretext
+        if num_images is not None:
+            # The range [0, num_images) of the sampler's ``index``: methods with
+            # per-image state (memory banks) size it from ``pretext.num_images``.
+            pretext.num_images = int(num_images)
         self.strategy = strategy or make_strategy(cfg.train)
         self.progress = progress
         t = cfg.train
@@ -160,6 +165,9 @@ class Pretrainer:
     def train(self, images: np.ndarray) -> dict:
         """Pretrain on uint8 ``images`` until ``train.steps``; returns a summary."""
         t = self.cfg.train
+        n = getattr(self.pretext, "num_images", None)
+        if n is not None and n != len(images):
+            raise TrainingError(f"the method was built for {n} images (num_images), got {len(images)}")
         start = self.restore()
         summary = {"start_step": start, "steps": t.steps}
         if start >= t.steps:

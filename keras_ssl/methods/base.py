@@ -5,7 +5,9 @@ a functional ``network`` mapping the pretext's views to named outputs. It
 defines the loss per example; the trainer runs :meth:`Method.replica_step`
 inside ``strategy.run``. A method with state beyond its weights (a memory
 bank) overrides ``replica_step`` and keeps that state in ``tf.Variable``s
-tracked by the model, so checkpoints carry it.
+tracked by the model, so checkpoints carry it. Such a method learns the
+number of images that the sampler's ``index`` addresses from
+``pretext.num_images`` (set by the trainer before the method is built).
 """
 from __future__ import annotations
 
