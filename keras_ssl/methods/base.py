@@ -4,7 +4,8 @@ A method is a ``keras.Model`` that owns the encoder (shared by all views) and
 a functional ``network`` mapping the pretext's views to named outputs. It
 defines the loss per example; the trainer runs :meth:`Method.replica_step`
 inside ``strategy.run``. A method with state beyond its weights (a memory
-bank) overrides ``replica_step`` and keeps that state in ``tf.Variable``s
+bank) updates it in :meth:`Method.after_step` (or overrides ``replica_step``)
+and keeps that state in ``tf.Variable``s
 tracked by the model, so checkpoints carry it. Such a method learns the
 number of images that the sampler's ``index`` addresses from
 ``pretext.num_images`` (set by the trainer before the method is built).
@@ -89,7 +90,13 @@ class Method(keras.Model):
         variables = self.trainable_variables
         grads = tape.gradient(total, variables)
         optimizer.apply_gradients(zip(grads, variables))
+        self.after_step(outputs, labels)
         return self._sums(loss, metrics)
+
+    def after_step(self, outputs: dict, labels: dict) -> None:
+        """Update state beyond the weights from this step's (replica-local)
+        outputs, after the optimizer step; default: nothing. Runs in replica
+        context: a method that keeps a memory bank gathers across replicas here."""
 
     def eval_step(self, views, labels):
         outputs = self(views, training=False)
