@@ -305,7 +305,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str):
         try:
-            body = self._read_body() if method == "POST" else b""
+            if method == "POST":
+                body = self._read_body()
+            else:
+                body = b""
+                if self.headers.get("Content-Length", "0").strip() not in ("", "0"):
+                    self.close_connection = True  # unread body: do not reuse the connection
             route = parse_path(self.path)
             if method == "GET":
                 if route["verb"] is not None:
