@@ -184,6 +184,19 @@ def trial_values(hyperparameters_values: dict) -> dict:
             if not k.startswith(TUNER_KEYS_PREFIX)}
 
 
+def _clamped_values(hyperparameters) -> dict:
+    """The trial's values, ints clamped to their range: KerasTuner's ``hp.Int``
+    without a step maps probability 1.0 (which BayesianOptimization proposes at
+    a bound) to ``max_value + 1``."""
+    values = dict(hyperparameters.values)
+    for p in getattr(hyperparameters, "space", ()):
+        lo, hi = getattr(p, "min_value", None), getattr(p, "max_value", None)
+        v = values.get(p.name)
+        if isinstance(v, int) and not isinstance(v, bool) and lo is not None and hi is not None:
+            values[p.name] = min(max(v, lo), hi)
+    return values
+
+
 class Sweep:
     """Runs the stages of a tune config under ``run_dir``.
 
@@ -251,7 +264,7 @@ class Sweep:
         from keras_ssl.trainer import TrainingError
 
         stage, obj = self.tune.stages[i], self.tune.objective
-        values = dict(trial.hyperparameters.values)
+        values = _clamped_values(trial.hyperparameters)
         tdir = self.trial_dir(i, trial.trial_id)
         t0 = time.perf_counter()
         keras.backend.clear_session()

@@ -206,6 +206,18 @@ def test_fine_stage_hyperparameters_pin_with_fixed():
 # Sweeps (smoke)
 # --------------------------------------------------------------------------
 
+def _plugins(log_dir: Path) -> set:
+    """Names of the TensorBoard plugins with summaries in ``log_dir``'s event files."""
+    import tensorflow as tf
+
+    names = set()
+    for f in log_dir.glob("events.out.tfevents.*"):
+        for ev in tf.compat.v1.train.summary_iterator(str(f)):
+            for v in ev.summary.value:
+                names.add(v.metadata.plugin_data.plugin_name)
+    return names
+
+
 def test_smoke_sweep_end_to_end(tmp_path):
     run = tmp_path / "sweep"
     rc = tune_mod.main(["--config", str(TUNE), "--smoke", "--run-dir", str(run), "--no-progress"])
@@ -228,7 +240,8 @@ def test_smoke_sweep_end_to_end(tmp_path):
             assert not (t / "results.json").exists() and not (t / "export").exists()
             res = json.loads((t / "trial_result.json").read_text())
             assert 0.0 <= res["validation_knn_1000_labels"] <= 1.0
-    assert list((run / "hparams").glob("events.out.tfevents.*"))
+    assert "hparams" in _plugins(run / "hparams")                       # the experiment
+    assert "hparams" in _plugins(next((run / "fine").glob("trial_0")) / "tb")  # a session
     cfg = load_config(run / "best_config.json")          # runnable as is
     assert cfg.name.endswith("_tuned")
     assert cfg.train.steps == load_config(BASE).train.steps   # the base budget, not a stage's
