@@ -16,7 +16,7 @@ needs):
 - ``serving_default``: input ``images`` float32 ``[-1, H, W, C]`` in [0, 1];
   outputs ``features`` float32 ``[-1, D]`` plus one output per tap.
 - ``image_bytes``: input ``image_bytes`` string ``[-1]`` holding encoded
-  PNG/JPEG/GIF/BMP; decoded in the graph (first frame), converted to the
+  PNG/JPEG/GIF/BMP/WebP; decoded in the graph (first frame), converted to the
   model's channels (RGB <-> grayscale, alpha dropped), resized to H x W
   (bilinear, only when the size differs), scaled to [0, 1]; same outputs.
 
@@ -283,7 +283,7 @@ def _preprocessing_contract(model_name, version, geometry, outputs_shapes, with_
     if with_bytes:
         sigs[BYTES_SIGNATURE] = {
             "inputs": {BYTES_INPUT: {"dtype": "string", "shape": [-1],
-                                     "formats": ["png", "jpeg", "gif", "bmp"]}},
+                                     "formats": ["png", "jpeg", "gif", "bmp", "webp"]}},
             "preprocessing": [
                 "tf.io.decode_image(expand_animations=False): first frame",
                 {1: "RGB(A) -> grayscale (ITU-R 601 luma); alpha dropped",

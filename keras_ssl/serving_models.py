@@ -275,12 +275,24 @@ def _fmt_shape(shape) -> str:
 
 # Image header sniffing, to refuse oversized images before the graph decodes them.
 def image_dimensions(data: bytes) -> Optional[tuple[int, int]]:
-    """(width, height) from a PNG/GIF/BMP/JPEG header, None if not recognised."""
+    """(width, height) from a PNG/GIF/BMP/JPEG/WebP header, None if not recognised."""
     try:
         if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
             return struct.unpack(">II", data[16:24])
         if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
             return struct.unpack("<HH", data[6:10])
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+            chunk = data[12:16]
+            if chunk == b"VP8 ":
+                w, h = struct.unpack("<HH", data[26:30])
+                return w & 0x3FFF, h & 0x3FFF
+            if chunk == b"VP8L":
+                bits = struct.unpack("<I", data[21:25])[0]
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8X":
+                return (int.from_bytes(data[24:27], "little") + 1,
+                        int.from_bytes(data[27:30], "little") + 1)
+            return None
         if data[:2] == b"BM" and len(data) >= 26:
             w, h = struct.unpack("<ii", data[18:26])
             return abs(w), abs(h)
@@ -358,6 +370,9 @@ def check_input(spec: TensorSpecInfo, arr: np.ndarray, limits: Limits) -> np.nda
         raise invalid(f"input '{name}' is empty (batch size 0)")
     if spec.dtype == "string":
         for v in arr.flat:
+            if v[:2] == b"\xff\x0a" or v[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+                raise invalid(f"input '{name}': JPEG XL images are not accepted (their size cannot be "
+                              "checked before decoding); send PNG, JPEG, GIF, BMP or WebP")
             dims = image_dimensions(v)
             if dims is not None and dims[0] * dims[1] > limits.max_image_pixels:
                 raise invalid(f"input '{name}': image of {dims[0]}x{dims[1]} pixels exceeds the "

@@ -211,6 +211,12 @@ BAD_REQUESTS = {
                      {"signature_name": "image_bytes", "instances": [b64(b"hello")]}, 400, "image"),
     "oversized_image": ("/v1/models/tiny:predict",
                         {"signature_name": "image_bytes", "instances": [b64(_huge_png_header())]}, 400, "exceeds"),
+    "oversized_webp": ("/v1/models/tiny:predict",
+                       {"signature_name": "image_bytes", "instances": [b64(
+                           b"RIFF\x1e\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00"
+                           + (16000).to_bytes(3, "little") + (16000).to_bytes(3, "little"))]}, 400, "exceeds"),
+    "jpeg_xl": ("/v1/models/tiny:predict",
+                {"signature_name": "image_bytes", "instances": [b64(b"\xff\x0a" + b"\x00" * 30)]}, 400, "JPEG XL"),
     "unknown_signature": ("/v1/models/tiny:predict", {"signature_name": "nope", "instances": [[0]]}, 400, "nope"),
     "unknown_input": ("/v1/models/tiny:predict", {"inputs": {"imagez": [[0]]}}, 400, "imagez"),
     "unknown_model": ("/v1/models/nope:predict", {"instances": [[0]]}, 404, "nope"),
