@@ -448,13 +448,12 @@ class Batcher:
             self.cond.notify_all()
 
     def _take_batch(self) -> list[_Task]:
-        timeout = self.cfg.batch_timeout_micros / 1e6
         with self.cond:
             while not self.queue:
                 if self.stopped:
                     return []
                 self.cond.wait()
-            deadline = self.queue[0].t0 + timeout
+            deadline = self.queue[0].t0 + self.cfg.batch_timeout_micros / 1e6
             while self.queued_rows < self.cfg.max_batch_size and not self.stopped:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self.queue:
