@@ -58,7 +58,7 @@ def train_classifier(model: keras.Model, x, y, steps: int, batch: int, lr: float
     opt.build(model.trainable_variables)
     decayed = [w for w in model.trainable_weights if w.path.endswith("kernel")]
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def loop(x, y):
         for i in tf.range(steps):
             idx = tf.random.stateless_uniform([batch], tf.stack([seed, i]), 0, n, dtype=tf.int32)
@@ -97,7 +97,7 @@ def mlp_head(in_dim: int, hidden: int, dropout: float, name="head") -> keras.Mod
 
 def encode(model: keras.Model, images_uint8: np.ndarray, batch: int = 1000):
     """Features of uint8 images (list of arrays when ``model`` has several outputs)."""
-    fn = tf.function(lambda x: model(to_float(x), training=False))
+    fn = tf.function(lambda x: model(to_float(x), training=False), reduce_retracing=True)
     outs = None
     for i in range(0, len(images_uint8), batch):
         o = fn(tf.convert_to_tensor(images_uint8[i:i + batch]))

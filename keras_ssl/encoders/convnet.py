@@ -1,6 +1,12 @@
-"""A small VGG-style convnet: blocks of 3x3 convs, each block ending in a 2x2
-max-pool (ceil mode), optional batch norm, flattened output (spatial layout
-kept: egomotion needs to know *where* things are)."""
+"""A small convnet: blocks of convolutions, each block downsampling by a 2x2
+max-pool (ceil mode) or, with ``strides``, by its first convolution's stride;
+optional batch norm; flattened output (the spatial layout is kept: egomotion
+needs to know *where* things are).
+
+Defaults give a VGG-style net (3x3 convs, max-pools). ``kernels=[5, 3, 3],
+strides=[2, 2, 2]`` gives a strided net about as cheap on CPU as the BCNN
+but with a 4x4 spatial output.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +21,8 @@ from keras_ssl.registry import register
 @dataclass(frozen=True)
 class ConvNetParams:
     filters: tuple[int, ...] = (32, 64, 128)
+    kernels: tuple[int, ...] = ()    # per block; default 3
+    strides: tuple[int, ...] = ()    # per block; a stride > 1 replaces the max-pool
     convs_per_block: int = num(1, 1, 4)
     batch_norm: bool = False
     output: str = "flatten"      # "flatten" or "gap" (global average pool)
@@ -25,6 +33,10 @@ class ConvNetParams:
             raise ValueError("filters must be a non-empty list of positive integers")
         if self.output not in ("flatten", "gap"):
             raise ValueError(f"output must be 'flatten' or 'gap', got {self.output!r}")
+        for name in ("kernels", "strides"):
+            v = getattr(self, name)
+            if v and (len(v) != len(self.filters) or min(v) < 1):
+                raise ValueError(f"{name} must list one positive integer per block ({len(self.filters)})")
 
 
 @register("encoder", "convnet", ConvNetParams)
@@ -33,13 +45,19 @@ def build_convnet(p: ConvNetParams, input_shape) -> keras.Model:
     x = inp
     taps = []
     for b, f in enumerate(p.filters, start=1):
+        kernel = p.kernels[b - 1] if p.kernels else 3
+        stride = p.strides[b - 1] if p.strides else 1
         for c in range(1, p.convs_per_block + 1):
             name = f"conv{b}" if p.convs_per_block == 1 else f"conv{b}_{c}"
-            x = keras.layers.Conv2D(f, 3, padding="same", use_bias=not p.batch_norm,
-                                    kernel_initializer="he_normal", name=name)(x)
+            x = keras.layers.Conv2D(f, kernel, strides=stride if c == 1 else 1, padding="same",
+                                    use_bias=not p.batch_norm, kernel_initializer="he_normal",
+                                    name=name)(x)
             if p.batch_norm:
                 x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
             x = keras.layers.ReLU(name=f"{name}_relu")(x)
+        if stride > 1:
+            taps.append(f"{name}_relu")
+            continue
         pad = ceil_pool_padding(x.shape[1], 2, 2)
         if pad:
             x = keras.layers.ZeroPadding2D(((0, pad), (0, pad)), name=f"pool{b}_pad")(x)
