@@ -292,6 +292,25 @@ def test_resume_skips_finished_trials(tmp_path, monkeypatch):
                           str(tmp_path / "sweep")]) == 2
 
 
+def test_hyperband_budget_and_promotion(tmp_path):
+    """Hyperband trials train tuner/epochs x steps_per_epoch steps; a promoted
+    trial continues from its parent's checkpoint."""
+    hb = {"max_epochs": 2, "factor": 2, "iterations": 1, "steps_per_epoch": 4}
+    path = tune_file(tmp_path, space={
+        "train.learning_rate": {"type": "float", "min": 0.001, "max": 0.1, "log": True}},
+        stages=[{"name": "coarse", "tuner": "hyperband", "hyperband": hb,
+                 "smoke": {"overrides": {"train.steps_per_execution": 2}}}])
+    run = tmp_path / "sweep"
+    assert tune_mod.main(["--config", str(path), "--smoke", "--run-dir", str(run),
+                          "--no-progress"]) == 0
+    results = [json.loads(p.read_text()) for p in run.glob("coarse/trial_*/trial_result.json")]
+    assert {r["steps"] for r in results} <= {4, 8} and 8 in {r["steps"] for r in results}
+    starts = [json.loads((Path(r["run_dir"]) / "summary.json").read_text())["pretrain"]["start_step"]
+              for r in results if r["steps"] == 8]
+    assert 4 in starts, "no promoted trial continued from its parent"
+    load_config(run / "best_config.json")
+
+
 # --------------------------------------------------------------------------
 # Distributed: a chief and two workers on 127.0.0.1
 # --------------------------------------------------------------------------
