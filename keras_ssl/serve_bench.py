@@ -14,7 +14,9 @@ at start and end of the level) and a table; the baseline is in-process
 inference on the same machine, measured before the server starts:
 ``encoder(batch, training=False)`` on the Keras encoder (when there is one)
 and the SavedModel's ``serving_default`` called directly, both on batches of
-the server's ``max_batch_size``.
+the server's ``max_batch_size``. The SavedModel baseline is measured again
+(3 s, server idle) right before every level and ``ratio_vs_adjacent`` uses
+that figure, so uneven background load does not skew the ratio.
 
 Model: ``--export-dir`` (``<base>/<name>`` holding versions, or one version
 directory), ``--run-dir`` (exports ``RUN/encoder.keras`` into a temporary
@@ -315,7 +317,6 @@ def main(argv=None) -> int:
         r = in_process(lambda x: sig(images=x), xt, base_secs)
         ref["savedmodel"] = r["images_per_s"]
         emit({"kind": "in_process", "call": "SavedModel serving_default(images=batch)", **r})
-        del loaded, sig
 
         grpc_port, rest_port = _free_port(), _free_port()
         cmd = [sys.executable, "-m", "keras_ssl.serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
@@ -339,6 +340,10 @@ def main(argv=None) -> int:
                   for proto in args.protocols for conc in args.concurrency]
         for ipr, proto, conc in levels:
             x = rng.random((ipr, h, w, c), dtype=np.float32)
+            # In-process SavedModel images/s measured right before this level
+            # (server idle): the ratio stays meaningful when other jobs load
+            # the machine unevenly over the run.
+            adjacent = in_process(lambda b: sig(images=b), xt, min(args.seconds, 3.0))["images_per_s"]
             rss0 = rss_mb(proc.pid)
             if proto == "grpc":
                 req = predict_pb2.PredictRequest()
@@ -353,7 +358,9 @@ def main(argv=None) -> int:
                    "images_per_request": ipr, "batching": batching is not None, **r,
                    "images_per_s": round(r["requests_per_s"] * ipr, 1),
                    "rss_mb_start": rss0, "rss_mb_end": rss_mb(proc.pid),
-                   "loadavg_1m": round(os.getloadavg()[0], 2)}
+                   "loadavg_1m": round(os.getloadavg()[0], 2),
+                   "in_process_adjacent_images_per_s": adjacent,
+                   "ratio_vs_adjacent": round(r["requests_per_s"] * ipr / adjacent, 3) if adjacent else None}
             for k, v in ref.items():
                 rec[f"ratio_vs_{k}"] = round(rec["images_per_s"] / v, 3) if v else None
             emit(rec)
@@ -371,11 +378,12 @@ def main(argv=None) -> int:
     # readable table
     print()
     print(f"{'protocol':<8} {'img/req':>7} {'conc':>4} {'req/s':>9} {'img/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6} {'RSS MB start->end':>18} " + " ".join(f"{'x ' + k:>12}" for k in ref))
+          f"{'errors':>6} {'RSS MB start->end':>18} {'x adjacent':>10} "
+          + " ".join(f"{'x ' + k:>12}" for k in ref))
     for r in results:
         print(f"{r['protocol']:<8} {r['images_per_request']:>7} {r['concurrency']:>4} {r['requests_per_s']:>9.1f} {r['images_per_s']:>9.1f} "
               f"{r['p50_ms'] or 0:>8.2f} {r['p99_ms'] or 0:>8.2f} {r['errors']:>6} "
-              f"{str(r['rss_mb_start']) + ' -> ' + str(r['rss_mb_end']):>18} "
+              f"{str(r['rss_mb_start']) + ' -> ' + str(r['rss_mb_end']):>18} {r['ratio_vs_adjacent']:>10.3f} "
               + " ".join(f"{r['ratio_vs_' + k]:>12.3f}" for k in ref))
     print("in-process images/s: " + ", ".join(f"{k} {v:.1f}" for k, v in ref.items())
           + f" (batch {batch})")
