@@ -85,6 +85,7 @@ class TrainConfig:
     devices: tuple[str, ...] = ()
     checkpoint_every: int = num(2000, 1)
     log_every: int = num(100, 1)
+    monitor_every: int = num(0, 0)       # kNN accuracy on the validation split every N steps (0: off)
     sample_pairs: int = num(6, 0, 64)
     pipeline_threads: int = num(0, 0)
 

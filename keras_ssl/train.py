@@ -41,6 +41,24 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
     saved.write_text(json.dumps(resolved, indent=2) + "\n")
 
 
+def monitor_labels(cfg, train) -> int:
+    """Labeled images (outside the validation split) whose features vote in the kNN score."""
+    return min(1000, len(train) - cfg.data.validation_images)
+
+
+def knn_monitor(cfg, train):
+    """``encoder -> {"knn_val": acc}``: kNN accuracy (k = ``eval.knn_k``, cosine) of
+    ``validation_images`` validation-split images against ``monitor_labels``
+    labeled training images outside it (never the test set); features are
+    computed 1,000 images at a time. Same numbers as ``summary["validation"]``."""
+    from keras_ssl.evaluate import validation_score
+
+    n_lab = monitor_labels(cfg, train)
+    return lambda encoder: {"knn_val": validation_score(
+        encoder, train, validation_images=cfg.data.validation_images, seed=cfg.seed,
+        kind="knn", labels=n_lab, knn_k=cfg.eval.knn_k)}
+
+
 def run(cfg, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
         export: bool = True, log=print) -> dict:
     """The whole job; returns the summary (also written to ``summary.json``)."""
@@ -64,16 +82,23 @@ def run(cfg, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
     log(f"pretraining {cfg.encoder.name} + {cfg.method.name} on {cfg.pretext.name} "
         f"({len(images)} images, {cfg.train.steps} steps of {cfg.train.batch_size}, "
         f"{trainer.strategy.num_replicas_in_sync} replica(s))")
-    summary["pretrain"] = trainer.train(images)
+    labeled, monitor = None, None
+    if cfg.train.monitor_every and cfg.data.validation_images:
+        labeled = load_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels,
+                               cfg.data.tfds_data_dir)
+        monitor = knn_monitor(cfg, labeled[0])
+    elif cfg.train.monitor_every:
+        log("train.monitor_every is set but data.validation_images is 0: no kNN monitor")
+    summary["pretrain"] = trainer.train(images, monitor=monitor)
     encoder = trainer.encoder
     encoder.save(run_dir / "encoder.keras")
 
     if evaluate:
         from keras_ssl.evaluate import evaluate_encoder, validation_score, write_results
-        train, test = load_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels,
-                                   cfg.data.tfds_data_dir)
+        train, test = labeled or load_labeled(cfg.data.eval_dataset, cfg.data.image_size,
+                                              cfg.data.channels, cfg.data.tfds_data_dir)
         if cfg.data.validation_images:
-            n_lab = min(1000, len(train) - cfg.data.validation_images)
+            n_lab = monitor_labels(cfg, train)
             summary["validation"] = {f"knn_{n_lab}_labels": validation_score(
                 encoder, train, validation_images=cfg.data.validation_images, seed=cfg.seed,
                 kind="knn", labels=n_lab, knn_k=cfg.eval.knn_k)}

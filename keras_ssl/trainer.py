@@ -162,8 +162,13 @@ class Pretrainer:
             self.ckpt.restore(latest).assert_existing_objects_matched()
         return int(self.step.numpy())
 
-    def train(self, images: np.ndarray) -> dict:
-        """Pretrain on uint8 ``images`` until ``train.steps``; returns a summary."""
+    def train(self, images: np.ndarray, monitor=None) -> dict:
+        """Pretrain on uint8 ``images`` until ``train.steps``; returns a summary.
+
+        ``monitor``: optional ``encoder -> {tag: float}`` (e.g. kNN accuracy on
+        the validation split), called every ``train.monitor_every`` steps and
+        at the end; its values go to TensorBoard and ``summary["monitor"]``.
+        """
         t = self.cfg.train
         n = getattr(self.pretext, "num_images", None)
         if n is not None and n != len(images):
@@ -208,6 +213,15 @@ class Pretrainer:
                         for k, v in last.items():
                             tf.summary.scalar(k, v)
                     acc, acc_steps, t_log = None, 0, now
+                if monitor is not None and t.monitor_every and (
+                        step % t.monitor_every < n or step == t.steps):
+                    t_mon = time.perf_counter()
+                    values = {k: float(v) for k, v in monitor(self.encoder).items()}
+                    summary.setdefault("monitor", []).append({"step": step, **values})
+                    with writer.as_default(step=step):
+                        for k, v in values.items():
+                            tf.summary.scalar(k, v)
+                    t_log += time.perf_counter() - t_mon   # pairs_per_s counts training only
                 if step % t.checkpoint_every < n or step == t.steps:
                     self.manager.save(checkpoint_number=step)
         finally:
