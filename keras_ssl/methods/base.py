@@ -97,6 +97,7 @@ class Method(keras.Model):
         """Update state beyond the weights from this step's (replica-local)
         outputs, after the optimizer step; default: nothing. Runs in replica
         context: a method that keeps a memory bank gathers across replicas here."""
+        return None
 
     def eval_step(self, views, labels):
         outputs = self(views, training=False)
