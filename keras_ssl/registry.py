@@ -18,9 +18,9 @@ _MODULES = {
     "encoder": ("keras_ssl.encoders.bcnn", "keras_ssl.encoders.convnet"),
     "pretext": ("keras_ssl.pretext.egomotion", "keras_ssl.pretext.sfa", "keras_ssl.pretext.rotation",
                 "keras_ssl.pretext.jigsaw", "keras_ssl.pretext.relative_position",
-                "keras_ssl.pretext.reconstruction"),
+                "keras_ssl.pretext.reconstruction", "keras_ssl.pretext.augment", "keras_ssl.pretext.pirl"),
     "method": ("keras_ssl.methods.classify", "keras_ssl.methods.contrastive",
-               "keras_ssl.methods.autoencoder"),
+               "keras_ssl.methods.autoencoder", "keras_ssl.methods.npid", "keras_ssl.methods.pirl"),
 }
 
 

@@ -1,0 +1,93 @@
+"""Augmented images for instance discrimination (NPID: Wu et al., CVPR 2018).
+
+One view, ``image``: the image under a random affine map about its centre:
+scale in [``min_scale``, ``max_scale``], rotation in
+[-``max_rotation_deg``, ``max_rotation_deg``] degrees, then a shift in
+[-``max_shift_px``, ``max_shift_px``] px on each axis (all uniform,
+continuous, bilinear, black fill): MNIST's counterpart of NPID's random
+resized crops. No classification target: labels are ``index`` (the images'
+dataset indices, which address the memory bank) and ``seed`` (the batch's
+stateless seed on every row, from which memory-bank methods draw their
+negatives identically on every replica). Use with method ``npid``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from keras_ssl.config import num
+from keras_ssl.pretext.base import Pretext
+from keras_ssl.registry import register
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    max_shift_px: float = num(3.0, 0.0, 16.0)
+    max_rotation_deg: float = num(15.0, 0.0, 180.0)
+    min_scale: float = num(0.85, 0.0, None, lo_open=True)
+    max_scale: float = num(1.1, 0.0, None, lo_open=True)
+
+    def validate(self):
+        if self.min_scale > self.max_scale:
+            raise ValueError(f"min_scale={self.min_scale} > max_scale={self.max_scale}")
+
+
+def affine_matrices(scale, deg, tx, ty, height: int, width: int) -> tf.Tensor:
+    """Projective transforms [B, 8] (ImageProjectiveTransformV3): scale and
+    rotate (``deg`` positive = clockwise on screen) about the centre, then shift.
+
+    Output pixel p reads input c + (sR)^-1 (p - t - c).
+    """
+    theta = tf.cast(deg, tf.float32) * (math.pi / 180.0)
+    inv = 1.0 / tf.cast(scale, tf.float32)
+    cos, sin = tf.cos(theta) * inv, tf.sin(theta) * inv
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    ux = -tf.cast(tx, tf.float32) - cx
+    uy = -tf.cast(ty, tf.float32) - cy
+    a0, a1, a2 = cos, sin, cos * ux + sin * uy + cx
+    b0, b1, b2 = -sin, cos, -sin * ux + cos * uy + cy
+    zeros = tf.zeros_like(a0)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+
+
+def random_affine(images: tf.Tensor, seed: tf.Tensor, p: AugmentParams) -> tf.Tensor:
+    """``images`` [B, H, W, C] under one random affine map each (stateless)."""
+    b = tf.shape(images)[0]
+    h, w = images.shape[1], images.shape[2]
+    s = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    scale = tf.random.stateless_uniform([b], s[0], p.min_scale, p.max_scale)
+    deg = tf.random.stateless_uniform([b], s[1], -p.max_rotation_deg, p.max_rotation_deg)
+    tx = tf.random.stateless_uniform([b], s[2], -p.max_shift_px, p.max_shift_px)
+    ty = tf.random.stateless_uniform([b], s[3], -p.max_shift_px, p.max_shift_px)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=affine_matrices(scale, deg, tx, ty, h, w),
+        output_shape=tf.constant([h, w], tf.int32), fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def bank_labels(index: tf.Tensor, seed: tf.Tensor) -> dict:
+    """Labels every memory-bank method needs: ``index`` int64 [B] and the
+    batch seed ``seed`` int32 [B, 2] (each row the same: a replica's share of
+    the batch carries it too)."""
+    b = tf.shape(index)[0]
+    return {"index": tf.cast(index, tf.int64), "seed": tf.tile(tf.cast(seed, tf.int32)[None], [b, 1])}
+
+
+class AugmentPretext(Pretext):
+    def __init__(self, params: AugmentParams, image_shape):
+        super().__init__(view_names=("image",), view_shape=tuple(image_shape), targets={})
+        self.params = params
+
+    def __call__(self, images, index, seed):
+        s_aug, s_bank = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        return {"image": random_affine(images, s_aug, self.params)}, bank_labels(index, s_bank)
+
+    def describe(self, labels, i):
+        return f"image {int(labels['index'][i])} (augmented)"
+
+
+@register("pretext", "augment", AugmentParams)
+def build_augment(params: AugmentParams, image_shape) -> AugmentPretext:
+    return AugmentPretext(params, image_shape)
