@@ -222,7 +222,8 @@ class Sweep:
     def _check_run_dir(self) -> None:
         """Refuse to resume a sweep made with another tune config (or base config)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        doc = {"tune": tune_to_dict(self.tune), "base": self.base_raw, "smoke": self.smoke}
+        tune = {k: v for k, v in tune_to_dict(self.tune).items() if k != "path"}  # ./a == a
+        doc = {"tune": tune, "base": self.base_raw, "smoke": self.smoke}
         doc = json.loads(json.dumps(doc))
         path = self.run_dir / "tune_config.json"
         if path.is_file():
