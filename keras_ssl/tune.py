@@ -222,7 +222,9 @@ class Sweep:
     def _check_run_dir(self) -> None:
         """Refuse to resume a sweep made with another tune config (or base config)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tune = {k: v for k, v in tune_to_dict(self.tune).items() if k != "path"}  # ./a == a
+        # What a resumed sweep must share: not the file's spelling or its prose.
+        tune = {k: v for k, v in tune_to_dict(self.tune).items()
+                if k not in ("path", "description", "cost")}
         doc = {"tune": tune, "base": self.base_raw, "smoke": self.smoke}
         doc = json.loads(json.dumps(doc))
         path = self.run_dir / "tune_config.json"
