@@ -231,7 +231,9 @@ class Sweep:
         if path.is_file():
             try:
                 old = json.loads(path.read_text())
-            except json.JSONDecodeError:
+                old["tune"] = {k: v for k, v in old["tune"].items()
+                               if k not in ("path", "description", "cost")}
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 old = None
             started = any(self.stage_dir(i).is_dir() for i in range(len(self.tune.stages)))
             if old != doc and started:
@@ -503,8 +505,10 @@ class Sweep:
         d = self.stage_dir(i)
         (d / "trials.csv").write_text(buf.getvalue())
         stage = self.tune.stages[i]
+        total = sum(r.get("seconds") or 0.0 for r in self.results[i])
         md = (f"### Stage {stage.name}: {stage.tuner}, objective {self.tune.objective.name} "
-              f"({self.tune.objective.goal})\n\n" + markdown_table(head, rows))
+              f"({self.tune.objective.goal}); trials' total time {total:.0f} s\n\n"
+              + markdown_table(head, rows))
         (d / "trials.md").write_text(md)
         return md
 
