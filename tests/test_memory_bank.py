@@ -123,11 +123,31 @@ def test_mirrored_two_replicas_match_one(tmp_path, digits, two_cpus, method, pre
     """One step, same global batch and seed: 2 replicas (logical CPUs) == 1 device:
     same loss, same gradients (SGD's first step moves each weight by lr * grad),
     same bank on every replica."""
-    images, _ = digits(N_IMAGES)
+    check_replicas_match_one(tmp_path, digits(N_IMAGES)[0], two_cpus, method, pretext)
+
+
+@pytest.mark.slow
+def test_mirrored_default_collectives_match_one(tmp_path):
+    """The same check with MirroredStrategy's default (collective) cross-device
+    ops, in a fresh process (see ``two_cpus`` for why not in this one)."""
+    code = (
+        "import sys; sys.path[:0] = ['tests', '.']\n"
+        "import conftest, tensorflow as tf, pathlib, test_memory_bank as T\n"
+        "s = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])\n"
+        "images = conftest.synthetic_digits(T.N_IMAGES)[0]\n"
+        "for i, (m, p) in enumerate([T.NPID, T.PIRL_ROTATION]):\n"
+        f"    T.check_replicas_match_one(pathlib.Path(r'{tmp_path}') / str(i), images, s, m, p)\n"
+        "print('ok')\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-3000:]
+
+
+def check_replicas_match_one(tmp_path, images, strategy, method, pretext):
     cfg = small_cfg(method, pretext, steps=1, steps_per_execution=1, batch_size=32,
                     weight_decay=0.0, momentum=0.0)
     one = trainer(cfg, tmp_path / "one", tf.distribute.OneDeviceStrategy("/cpu:0"))
-    two = trainer(cfg, tmp_path / "two", two_cpus)
+    two = trainer(cfg, tmp_path / "two", strategy)
     assert two.strategy.num_replicas_in_sync == 2
     for w1, w2 in zip(one.method.trainable_weights, two.method.trainable_weights):
         w2.assign(w1)
