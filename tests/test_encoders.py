@@ -69,3 +69,12 @@ def test_lrn_equals_tensorflow_op():
         ours = LocalResponseNorm(size=5, alpha=1e-2, beta=beta)(x)
         ref = tf.nn.local_response_normalization(x, depth_radius=2, bias=1.0, alpha=1e-2 / 5, beta=beta)
         np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_bcnn_multiscale_features_hold_both_blocks():
+    enc = build_encoder(Component("bcnn", BCNNParams(features="multiscale")), (28, 28, 1))
+    assert enc.output.shape[-1] == 2 * 2 * 96 + 256
+    x = tf.random.stateless_uniform((2, 28, 28, 1), (8, 9))
+    f = enc(x).numpy()
+    n1 = tap_outputs(enc, ["norm1", "norm2"])(x)
+    np.testing.assert_allclose(f, np.concatenate([n1[0], n1[1]], 1), atol=1e-6)

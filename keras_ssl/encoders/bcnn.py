@@ -25,8 +25,14 @@ class BCNNParams:
     conv2_groups: int = num(2, 1)
     lrn: bool = True
     init: str = "caffe"   # "caffe": N(0, 0.01); "he": he_normal
+    # "last": the thesis's output, conv2's block (1x1x256 on MNIST);
+    # "multiscale": conv1's block (2x2x96, spatial layout kept) and conv2's
+    # block side by side, so a frozen head sees both scales.
+    features: str = "last"
 
     def validate(self):
+        if self.features not in ("last", "multiscale"):
+            raise ValueError(f"features must be 'last' or 'multiscale', got {self.features!r}")
         if self.init not in ("caffe", "he"):
             raise ValueError(f"init must be 'caffe' or 'he', got {self.init!r}")
         for f in (self.conv1_filters, self.conv2_filters):
@@ -56,6 +62,7 @@ def build_bcnn(p: BCNNParams, input_shape) -> keras.Model:
     x = _pool(x, "pool1")
     if p.lrn:
         x = LocalResponseNorm(name="norm1")(x)
+    block1 = x
     x = GroupedConv2D(p.conv2_filters, p.conv2_kernel, padding="same", groups=p.conv2_groups,
                             activation="relu", kernel_initializer=_init(p.init),
                             bias_initializer=keras.initializers.Constant(0.1 if p.init == "caffe" else 0.0),
@@ -63,7 +70,13 @@ def build_bcnn(p: BCNNParams, input_shape) -> keras.Model:
     x = _pool(x, "pool2")
     if p.lrn:
         x = LocalResponseNorm(name="norm2")(x)
-    out = keras.layers.Flatten(name="features")(x)
+    if p.features == "multiscale":
+        out = keras.layers.Concatenate(name="features")([
+            keras.layers.Flatten(name="block1_flat")(block1),
+            keras.layers.Flatten(name="block2_flat")(x)])
+    else:
+        out = keras.layers.Flatten(name="features")(x)
     model = keras.Model(inp, out, name="bcnn")
-    model.taps = ("conv1", "norm1" if p.lrn else "pool1", "conv2", "features")
+    model.taps = ("conv1", "norm1" if p.lrn else "pool1", "conv2", "norm2" if p.lrn else "pool2",
+                  "features")
     return model
