@@ -10,7 +10,8 @@ Reads ``results.json`` (and, when present, ``summary.json`` and
   counts, cells = mean ± std over seeds of the chosen protocol (default
   ``frozen_mlp``, the thesis protocol), then the from-scratch baseline the
   runs measured, then the thesis's rows beside them; a second table lists
-  each run's pretext: steps, batch, throughput, final pretext metrics
+  each run's pretext: steps, batch, throughput (examples per second over
+  the whole pretraining), final pretext metrics
   (e.g. jigsaw accuracy), facts the pretext saved (e.g. the permutation set's
   Hamming distances) and the accuracy at the smallest label count;
 - ``comparison.csv``: the first table, one column per (label count, mean/std/n);
@@ -133,10 +134,18 @@ def pretext_rows(runs: list[dict], protocol: str, first_count: int) -> list[dict
         pretext_name = next((r["method"] for r in run["rows"] if r.get("protocol") == protocol), "")
         out.append({"name": run["name"], "pretext": pretext_name, "method": run["pretrain"].get("method", ""),
                     "steps": run["pretrain"].get("steps"), "batch": run["pretrain"].get("batch_size"),
-                    "seconds": pre.get("seconds"), "examples_per_s": final.get("pairs_per_s"),
+                    "seconds": pre.get("seconds"), "examples_per_s": _rate(run["pretrain"], pre),
                     "final_loss": final.get("loss"), "metrics": metrics, "facts": run["pretext"],
                     "accuracy": acc["mean"] if acc else None})
     return out
+
+
+def _rate(pretrain: dict, pre: dict):
+    """Pretext examples (pairs, puzzles, images) per second over the whole pretraining."""
+    steps = (pretrain.get("steps") or 0) - (pre.get("start_step") or 0)
+    if pre.get("seconds") and pretrain.get("batch_size") and steps > 0:
+        return steps * pretrain["batch_size"] / pre["seconds"]
+    return (pre.get("final") or {}).get("pairs_per_s")
 
 
 def _num(v, fmt="{:.3g}"):
