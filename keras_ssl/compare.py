@@ -126,13 +126,15 @@ def _fmt(cell: Optional[dict]) -> str:
 def pretext_rows(runs: list[dict], protocol: str, first_count: int) -> list[dict]:
     """Per run: pretraining facts and final pretext metrics (whatever the run logged)."""
     out = []
+    names = [r["name"] for r in runs]
     for run in runs:
+        name = run["name"] if names.count(run["name"]) == 1 else f"{run['name']} ({run['dir']})"
         pre = run["summary"].get("pretrain", {}) if isinstance(run["summary"], dict) else {}
         final = pre.get("final", {}) or {}
         metrics = {k: v for k, v in final.items() if k not in ("loss", "learning_rate", "pairs_per_s")}
         acc = _cells(run["rows"], protocol).get(first_count)
         pretext_name = next((r["method"] for r in run["rows"] if r.get("protocol") == protocol), "")
-        out.append({"name": run["name"], "pretext": pretext_name, "method": run["pretrain"].get("method", ""),
+        out.append({"name": name, "pretext": pretext_name, "method": run["pretrain"].get("method", ""),
                     "steps": run["pretrain"].get("steps"), "batch": run["pretrain"].get("batch_size"),
                     "seconds": pre.get("seconds"), "examples_per_s": _rate(run["pretrain"], pre),
                     "final_loss": final.get("loss"), "metrics": metrics, "facts": run["pretext"],
