@@ -84,11 +84,16 @@ class Method(keras.Model):
             outputs = self(views, training=True)
             loss, metrics = self.per_example(outputs, labels)
             total = tf.reduce_sum(loss) / global_batch_size
-            if l2:
-                total += (0.5 * l2 / replicas) * tf.add_n(
-                    [tf.reduce_sum(tf.square(w)) for w in self.decayed_weights()])
         variables = self.trainable_variables
         grads = tape.gradient(total, variables)
+        if l2:
+            # d/dw of 0.5 * l2 * |w|^2 added to the gradient directly: the same
+            # update as differentiating the loss term, measured faster end to end.
+            # Divided by the replica count: optimizers sum gradients across replicas.
+            decayed = {id(w) for w in self.decayed_weights()}
+            coef = l2 / replicas
+            grads = [g + coef * tf.convert_to_tensor(w) if (g is not None and id(w) in decayed) else g
+                     for g, w in zip(grads, variables)]
         optimizer.apply_gradients(zip(grads, variables))
         self.after_step(outputs, labels)
         return self._sums(loss, metrics)
