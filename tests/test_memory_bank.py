@@ -79,6 +79,14 @@ def test_bank_update_touches_only_the_batch_rows():
     np.testing.assert_array_equal(idx, b.sample(100, tf.constant([0, 9]))[0])   # stateless
 
 
+def test_zero_initialised_bank_takes_the_first_embedding_as_is():
+    b = MemoryBank(6, 3, momentum=0.5, init="zeros")
+    emb = tf.math.l2_normalize(tf.constant([[1.0, 2.0, 2.0]]), axis=1)
+    b.update(tf.constant([4], tf.int64), emb)
+    np.testing.assert_allclose(b.entries.numpy()[4], emb[0], rtol=1e-6)
+    assert not np.any(b.entries.numpy()[:4])
+
+
 def test_builder_needs_the_number_of_images(tmp_path):
     with pytest.raises(ValueError, match="num_images"):
         trainer(small_cfg(*NPID), tmp_path, num_images=None)

@@ -49,11 +49,14 @@ class MemoryBankParams:
     temperature: float = num(0.07, 0.0, None, lo_open=True)
     negatives: int = num(4096, 1)           # K, capped by the bank size N
     loss: str = "nce"                       # "nce" (the papers) | "softmax" (InfoNCE)
-    bank_seed: int = 0                      # initial entries: random unit vectors
+    bank_init: str = "random"               # "random": unit vectors (NPID); "zeros": first visit writes f
+    bank_seed: int = 0                      # seed of the random initial entries
 
     def validate(self):
         if self.loss not in KINDS:
             raise ValueError(f"loss must be one of {list(KINDS)}, got {self.loss!r}")
+        if self.bank_init not in ("random", "zeros"):
+            raise ValueError(f"bank_init must be 'random' or 'zeros', got {self.bank_init!r}")
 
 
 def momentum_update(old: tf.Tensor, new: tf.Tensor, momentum: float) -> tf.Tensor:
@@ -82,11 +85,17 @@ def gather_replicas(x: tf.Tensor) -> tf.Tensor:
 class MemoryBank(tf.Module):
     """``entries``: float32 [N, D] ``tf.Variable``, one unit vector per image."""
 
-    def __init__(self, size: int, dim: int, momentum: float, seed: int = 0, name="bank"):
+    def __init__(self, size: int, dim: int, momentum: float, seed: int = 0, init: str = "random",
+                 name="bank"):
         super().__init__(name=name)
         self.size, self.dim, self.momentum = int(size), int(dim), float(momentum)
-        init = np.random.default_rng(seed).standard_normal((self.size, self.dim)).astype(np.float32)
-        init /= np.linalg.norm(init, axis=1, keepdims=True)
+        if init == "zeros":
+            # An unvisited entry scores 0 against every query; the first visit
+            # writes the image's embedding as is: normalize(m * 0 + (1 - m) f) = f.
+            init = np.zeros((self.size, self.dim), np.float32)
+        else:
+            init = np.random.default_rng(seed).standard_normal((self.size, self.dim)).astype(np.float32)
+            init /= np.linalg.norm(init, axis=1, keepdims=True)
         self.entries = tf.Variable(
             init, trainable=False, name="entries",
             synchronization=tf.VariableSynchronization.ON_WRITE,
@@ -128,7 +137,8 @@ class MemoryBankMethod(Method):
         self.params = params
         self.query_weights = dict(query_weights)
         self.memory_output = memory_output
-        self.bank = MemoryBank(num_images, params.embedding, params.momentum, params.bank_seed)
+        self.bank = MemoryBank(num_images, params.embedding, params.momentum, params.bank_seed,
+                               params.bank_init)
 
     def _bank_labels(self, labels):
         missing = [k for k in ("index", "seed") if k not in labels]
