@@ -126,7 +126,11 @@ def two_cpus():
                                           cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
-@pytest.mark.parametrize("method,pretext", [NPID, PIRL_ROTATION], ids=["npid", "pirl_rotation"])
+NPID_BN = ({**NPID[0], "head_batch_norm": True}, NPID[1])
+
+
+@pytest.mark.parametrize("method,pretext", [NPID, PIRL_ROTATION, NPID_BN],
+                         ids=["npid", "pirl_rotation", "npid_head_bn"])
 def test_mirrored_two_replicas_match_one(tmp_path, digits, two_cpus, method, pretext):
     """One step, same global batch and seed: 2 replicas (logical CPUs) == 1 device:
     same loss, same gradients (SGD's first step moves each weight by lr * grad),

@@ -51,6 +51,7 @@ class MemoryBankParams:
     loss: str = "nce"                       # "nce" (the papers) | "softmax" (InfoNCE)
     bank_init: str = "random"               # "random": unit vectors (NPID); "zeros": first visit writes f
     bank_seed: int = 0                      # seed of the random initial entries
+    head_batch_norm: bool = False           # BatchNormalization (synchronised) before the L2 norm
 
     def validate(self):
         if self.loss not in KINDS:
@@ -167,9 +168,15 @@ class MemoryBankMethod(Method):
         self.bank.update(index, outputs[self.memory_output])
 
 
-def projection(x, dim: int, name: str):
-    """Linear projection to ``dim`` then L2 normalisation (NPID, PIRL heads)."""
+def projection(x, dim: int, name: str, batch_norm: bool = False):
+    """Linear projection to ``dim`` then L2 normalisation (NPID, PIRL heads).
+
+    ``batch_norm``: batch normalisation (statistics synchronised across
+    replicas) between the two: a batch of embeddings cannot then collapse to
+    one point."""
     x = keras.layers.Dense(dim, name=f"{name}_proj")(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
     return keras.layers.UnitNormalization(axis=-1, name=name)(x)
 
 

@@ -27,6 +27,6 @@ def build_npid(p: MemoryBankParams, encoder: keras.Model, pretext) -> MemoryBank
         raise ValueError(f"method 'npid' needs a pretext with one view (e.g. 'augment'), got "
                          f"{pretext.view_names}")
     inputs = view_inputs(pretext)
-    emb = projection(encoder(inputs[0]), p.embedding, "embedding")
+    emb = projection(encoder(inputs[0]), p.embedding, "embedding", p.head_batch_norm)
     network = keras.Model(inputs, {"embedding": emb}, name="npid_embedding")
     return MemoryBankMethod(encoder, network, p, n, {"embedding": 1.0}, "embedding", name="npid")

@@ -43,8 +43,8 @@ def build_pirl(p: PirlParams, encoder: keras.Model, pretext) -> MemoryBankMethod
         raise ValueError(f"method 'pirl' needs the 'pirl' pretext (views 'image' and the transformed "
                          f"views), got views {pretext.view_names}")
     inputs = dict(zip(pretext.view_names, view_inputs(pretext)))
-    f = projection(encoder(inputs["image"]), p.embedding, "image_embedding")
-    g = projection(siamese_features(encoder, [inputs[v] for v in t_views]), p.embedding, "transformed_embedding")
+    f = projection(encoder(inputs["image"]), p.embedding, "image_embedding", p.head_batch_norm)
+    g = projection(siamese_features(encoder, [inputs[v] for v in t_views]), p.embedding, "transformed_embedding", p.head_batch_norm)
     network = keras.Model(list(inputs.values()), {"image": f, "transformed": g}, name="pirl_branches")
     weights = {"transformed": p.transform_weight, "image": 1.0 - p.transform_weight}
     return MemoryBankMethod(encoder, network, p, n, weights, "image", name="pirl")
