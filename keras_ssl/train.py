@@ -143,6 +143,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config, args.smoke)
+    import tensorflow as tf
+    # Evaluation builds a fresh model per subset, and so a fresh tf.function:
+    # TensorFlow's "retracing" warnings there are expected, not a user's concern.
+    tf.get_logger().setLevel("ERROR")
     from keras_ssl.data import DataError
     from keras_ssl.trainer import TrainingError
     try:
