@@ -47,8 +47,7 @@ def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
     images = load_pretrain(cfg.data).images
     tmp = tempfile.mkdtemp(prefix="keras_ssl_bench_")
     try:
-        trainer = Pretrainer(cfg, tmp, pretext, progress=False)
-        total = warmup + steps * repeats + 4 * t.steps_per_execution
+        trainer = Pretrainer(cfg, tmp, pretext, progress=False, num_images=len(images))
         ds = pretext_batches(images, pretext, t.batch_size, cfg.seed, 0, 10 ** 9, t.pipeline_threads)
         live = iter(trainer.strategy.experimental_distribute_dataset(ds))
         fixed = next(iter(ds))
@@ -56,7 +55,6 @@ def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
         synth_it = iter(trainer.strategy.experimental_distribute_dataset(synth))
         e2e = _rate(trainer, live, steps, warmup, repeats, t.batch_size)
         syn = _rate(trainer, synth_it, steps, warmup, repeats, t.batch_size)
-        del total
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"config": cfg.name, "encoder": cfg.encoder.name, "pretext": cfg.pretext.name,
