@@ -312,6 +312,20 @@ def config_from_dict(raw: dict, where: str = "<dict>") -> ExperimentConfig:
     return _build(ExperimentConfig, raw, "", where)
 
 
+def read_json_object(path: Path, what: str = "config") -> dict:
+    """The JSON object in ``path``; ConfigError naming the file otherwise."""
+    where = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: {what} file not found")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: top level must be an object")
+    return raw
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
                 smoke: bool = False) -> ExperimentConfig:
     """Load a JSON config strictly, apply ``--smoke`` and ``--set`` overrides.
@@ -320,14 +334,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
     """
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise ConfigError(f"{where}: config file not found")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{where}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: top level must be an object")
+    raw = read_json_object(path)
     raw.setdefault("name", path.stem)
     if smoke:
         raw = apply_overrides(raw, {**SMOKE_OVERRIDES, **raw.get("smoke", {})}, where)

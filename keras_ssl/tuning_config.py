@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from keras_ssl.config import (SMOKE_OVERRIDES, Component, ConfigError, ExperimentConfig,
-                              _build, apply_overrides, config_from_dict)
+                              _build, apply_overrides, config_from_dict, read_json_object)
 
 TUNERS = ("random", "hyperband", "grid", "bayesian")
 OBJECTIVES = ("knn", "linear", "pretext_loss")
@@ -294,14 +294,7 @@ def load_tune_config(path: str | Path, smoke: bool = False) -> tuple[TuneConfig,
     """
     path = Path(path)
     where = str(path)
-    if not path.is_file():
-        raise ConfigError(f"{where}: tune config file not found")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{where}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: top level must be an object")
+    raw = read_json_object(path, "tune config")
     for k in ("name", "path"):
         if k in raw:
             raise ConfigError(f"{where}: unknown key '{k}' (the tune config is named after its file)")
