@@ -833,12 +833,7 @@ class ModelManager:
         model = self._model(name)
         with self.lock:
             if label is not None:
-                if not isinstance(label, str) or not LABEL_RE.match(label):
-                    raise invalid(f"invalid version label {label!r}")
-                if label not in model.cfg.labels:
-                    raise not_found(f"Unrecognized servable version label: {label} "
-                                    f"(model '{name}' labels: {sorted(model.cfg.labels)})")
-                version = model.cfg.labels[label]
+                version = _label_version(model, name, label)
             if version is not None:
                 lv = model.loaded.get(version)
                 if lv is None:
@@ -853,11 +848,7 @@ class ModelManager:
         model = self._model(name)
         with self.lock:
             if label is not None:
-                if not isinstance(label, str) or not LABEL_RE.match(label):
-                    raise invalid(f"invalid version label {label!r}")
-                if label not in model.cfg.labels:
-                    raise not_found(f"Unrecognized servable version label: {label}")
-                version = model.cfg.labels[label]
+                version = _label_version(model, name, label)
             if version is not None:
                 st = model.states.get(version)
                 if st is None:
@@ -872,3 +863,13 @@ class ModelManager:
         lv = self.resolve(name, version, label)
         sig, out = lv.predict(signature_name, inputs or {}, output_filter)
         return lv, sig, out
+
+
+def _label_version(model, name: str, label) -> int:
+    """The version a label points to; 400 for a malformed label, 404 for an unknown one."""
+    if not isinstance(label, str) or not LABEL_RE.match(label):
+        raise invalid(f"invalid version label {label!r}")
+    if label not in model.cfg.labels:
+        raise not_found(f"Unrecognized servable version label: {label} "
+                        f"(model '{name}' labels: {sorted(model.cfg.labels)})")
+    return model.cfg.labels[label]

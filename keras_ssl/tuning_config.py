@@ -270,12 +270,7 @@ def load_base_raw(path: Path, smoke: bool, where: str) -> dict:
     """The base experiment config as a raw dict (``--smoke`` overrides applied)."""
     if not path.is_file():
         raise ConfigError(f"{where}: 'base': experiment config {path} not found")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be an object")
+    raw = read_json_object(path)
     raw.setdefault("name", path.stem)
     if smoke:
         raw = apply_overrides(raw, {**SMOKE_OVERRIDES, **raw.get("smoke", {})}, str(path))
