@@ -7,7 +7,9 @@ Everything goes under the run directory (default ``runs/<config stem>``):
 ``config.json`` (resolved config), ``checkpoints/``, ``tb/`` (TensorBoard),
 ``encoder.keras``, ``results.json`` / ``results.md``, ``export/<name>/<v>/``
 and ``summary.json`` (wall times). The same command after an interruption
-resumes from the latest checkpoint.
+resumes from the latest checkpoint. On a finished run, other evaluation or
+export settings (``--set eval.seeds=[0,1,2]``) evaluate or export its encoder
+again without pretraining; a different pretraining config is refused.
 """
 from __future__ import annotations
 
@@ -25,19 +27,37 @@ def default_run_dir(config_path: str, smoke: bool) -> Path:
     return Path("runs") / (Path(config_path).stem + ("_smoke" if smoke else ""))
 
 
+#: Config sections that do not change what the checkpoints hold: a run directory
+#: may be run again with other values here (a finished run is then evaluated or
+#: exported again without pretraining again).
+AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke")
+
+
+def _pretraining_part(cfg_dict: dict) -> dict:
+    return {k: v for k, v in cfg_dict.items() if k not in AFTER_PRETRAINING}
+
+
 def prepare_run_dir(run_dir: Path, cfg) -> None:
-    """Create ``run_dir``; refuse to resume a run made with a different config."""
+    """Create ``run_dir``; refuse to resume checkpoints pretrained with a different config.
+
+    Only the pretraining part of the config must match (see ``AFTER_PRETRAINING``):
+    ``--set eval.seeds=[0]`` on a finished run re-evaluates its encoder.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.json"
-    resolved = to_dict(cfg)
+    resolved = json.loads(json.dumps(to_dict(cfg)))
     if saved.is_file() and (run_dir / "checkpoints").is_dir():
         try:
             old = json.loads(saved.read_text())
         except json.JSONDecodeError:
             old = None
-        if old != json.loads(json.dumps(resolved)):
-            raise ConfigError(f"{run_dir} holds checkpoints of a run with a different config "
-                              f"(see {saved}); pass another --run-dir or remove that directory")
+        if not isinstance(old, dict) or _pretraining_part(old) != _pretraining_part(resolved):
+            changed = sorted(k for k in set(resolved) | set(old or {})
+                             if k not in AFTER_PRETRAINING
+                             and (old or {}).get(k) != resolved.get(k))
+            raise ConfigError(f"{run_dir} holds checkpoints of a run with a different pretraining "
+                              f"config (differs in: {', '.join(changed) or 'unreadable'}; see {saved}); "
+                              f"pass another --run-dir or remove that directory")
     saved.write_text(json.dumps(resolved, indent=2) + "\n")
 
 

@@ -35,6 +35,20 @@ def test_main_config_smoke_end_to_end(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["pretrain"].get("resumed_finished") is True
     assert len(list((run_dir / "export").glob("*/*/saved_model.pb"))) == 2
+    # Another evaluation of the finished run: allowed, nothing is pretrained again.
+    p3 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
+                 "--run-dir", str(run_dir), "--no-progress", "--skip-export",
+                 "--set", "eval.scratch=false", "--set", "eval.knn=false")
+    assert p3.returncode == 0, p3.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["pretrain"]["resumed_finished"] is True
+    protocols = {r["protocol"] for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+    assert "frozen_mlp" in protocols and not protocols & {"scratch", "knn"}
+    assert json.loads((run_dir / "config.json").read_text())["eval"]["scratch"] is False
+    # A different pretraining config on the same checkpoints: refused, nothing overwritten.
+    p4 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
+                 "--run-dir", str(run_dir), "--no-progress", "--set", "train.learning_rate=0.5")
+    assert p4.returncode == 2 and "differs in: train" in p4.stderr, p4.stderr[-3000:]
+    assert json.loads((run_dir / "config.json").read_text())["train"]["learning_rate"] == 0.01
 
 
 def test_bad_config_is_one_clear_line(tmp_path):
