@@ -37,6 +37,17 @@ def num(default, lo=None, hi=None, lo_open=False):
     return field(default=default, metadata=_range(lo, hi, lo_open))
 
 
+def component(kind: str, name: str):
+    """A field holding a registry entry of ``kind`` (default: ``name`` with its defaults).
+
+    In JSON: ``"jigsaw"`` or ``{"name": "jigsaw", "permutations": 1000}``.
+    """
+    def default():
+        from keras_ssl import registry
+        return Component(name, registry.params_class(kind, name)())
+    return field(default_factory=default, metadata={"registry": kind})
+
+
 # --------------------------------------------------------------------------
 # Component parameters (each registry entry maps a name to one of these)
 # --------------------------------------------------------------------------
@@ -245,7 +256,7 @@ def _build(cls, data, prefix: str, where: str):
             continue
         tp = hints[name]
         if tp is Component:
-            kwargs[name] = _build_component(name, data[name], key, where)
+            kwargs[name] = _build_component(f.metadata.get("registry", name), data[name], key, where)
             continue
         value = _convert(data[name], tp, key, where)
         _check_range(value, f.metadata, key, where)
@@ -266,8 +277,10 @@ def _build(cls, data, prefix: str, where: str):
 def _build_component(kind: str, data, key: str, where: str) -> Component:
     from keras_ssl import registry
 
+    if isinstance(data, str):       # "jigsaw" is short for {"name": "jigsaw"}
+        data = {"name": data}
     if not isinstance(data, dict) or "name" not in data:
-        raise ConfigError(f"{where}: '{key}' must be an object with a 'name'")
+        raise ConfigError(f"{where}: '{key}' must be a name or an object with a 'name'")
     name = data["name"]
     try:
         params_cls = registry.params_class(kind, name)

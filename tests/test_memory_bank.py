@@ -218,6 +218,25 @@ def test_pirl_jigsaw_trains_and_logs(tmp_path, digits):
     assert {"image_inst_acc", "transformed_inst_acc", "image_pos_sim"} <= set(s["final"])
 
 
+def test_pirl_transform_takes_the_jigsaw_settings(tmp_path):
+    from keras_ssl.config import ConfigError
+    cfg = small_cfg({"name": "pirl"}, {"name": "pirl", "transform": {
+        "name": "jigsaw", "grid": 2, "region_px": 20, "tile_px": 8, "permutations": 6,
+        "permutation_seed": 3}})
+    pre = registry.build("pretext", cfg.pretext, (28, 28, 1))
+    assert pre.transformed_views == ("t_tile0", "t_tile1", "t_tile2", "t_tile3")
+    assert pre.transform.perms.shape == (6, 4)
+    pre.save(tmp_path)
+    assert len(json.loads((tmp_path / "permutations.json").read_text())["permutations"]) == 6
+    # The short form is the transform with its defaults; its settings are checked as usual.
+    short = small_cfg({"name": "pirl"}, {"name": "pirl", "transform": "jigsaw"})
+    assert short.pretext.params.transform.params.permutations == 100
+    with pytest.raises(ConfigError, match=r"'pretext.transform.tiles'"):
+        small_cfg({"name": "pirl"}, {"name": "pirl", "transform": {"name": "jigsaw", "tiles": 4}})
+    with pytest.raises(ConfigError, match="transform must be one of"):
+        small_cfg({"name": "pirl"}, {"name": "pirl", "transform": "egomotion"})
+
+
 # -- kNN monitor (every method) ---------------------------------------------
 
 def test_knn_monitor_logs_during_pretraining(tmp_path, digits):

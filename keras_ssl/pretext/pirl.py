@@ -7,7 +7,9 @@ applied to the original image (v_It), each named ``t_<view>``: the jigsaw
 tiles ``t_tile0`` .. ``t_tile8`` by default (:mod:`keras_ssl.pretext.jigsaw`,
 its MNIST defaults: 3x3 cells of the central 24x24 region, jittered 6x6
 tiles, 100 permutations), or ``t_image`` for ``transform: "rotation"``
-(:mod:`keras_ssl.pretext.rotation`). The transform's own labels are kept
+(:mod:`keras_ssl.pretext.rotation`). ``transform`` is that pretext's name or
+its whole config (``{"name": "jigsaw", "permutations": 1000, ...}``), checked
+by the same rules as a top-level pretext. The transform's own labels are kept
 with a ``t_`` prefix (for TensorBoard samples); PIRL does not predict them.
 Labels ``index`` and ``seed`` address the memory bank (see
 :func:`keras_ssl.pretext.augment.bank_labels`). Use with method ``pirl``.
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from keras_ssl import registry
-from keras_ssl.config import Component
+from keras_ssl.config import Component, component
 from keras_ssl.pretext.augment import AugmentParams, bank_labels, random_affine
 from keras_ssl.pretext.base import Pretext
 
@@ -28,12 +30,12 @@ TRANSFORMS = ("jigsaw", "rotation")
 
 @dataclass(frozen=True)
 class PirlPretextParams(AugmentParams):
-    transform: str = "jigsaw"       # "jigsaw" | "rotation", with that pretext's default settings
+    transform: Component = component("pretext", "jigsaw")   # "jigsaw" | "rotation", or its config
 
     def validate(self):
         super().validate()
-        if self.transform not in TRANSFORMS:
-            raise ValueError(f"transform must be one of {list(TRANSFORMS)}, got {self.transform!r}")
+        if self.transform.name not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {list(TRANSFORMS)}, got {self.transform.name!r}")
 
 
 class PirlPretext(Pretext):
@@ -58,12 +60,9 @@ class PirlPretext(Pretext):
 
     def describe(self, labels, i):
         inner = {k[2:]: v for k, v in labels.items() if k.startswith("t_")}
-        return f"image {int(labels['index'][i])}; {self.params.transform}: {self.transform.describe(inner, i)}"
+        return f"image {int(labels['index'][i])}; {self.params.transform.name}: {self.transform.describe(inner, i)}"
 
 
 @registry.register("pretext", "pirl", PirlPretextParams)
 def build_pirl_pretext(params: PirlPretextParams, image_shape) -> PirlPretext:
-    name = params.transform
-    transform = registry.build("pretext", Component(name, registry.params_class("pretext", name)()),
-                               image_shape)
-    return PirlPretext(params, image_shape, transform)
+    return PirlPretext(params, image_shape, registry.build("pretext", params.transform, image_shape))
