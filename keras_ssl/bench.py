@@ -3,7 +3,8 @@
 Prints one JSON line: ``pairs_per_s`` (end to end: images drawn and pretext
 views made on the fly by the tf.data pipeline, then the train step) and
 ``pairs_per_s_synthetic`` (the same compiled step fed one fixed in-memory
-batch, so no pipeline cost), with their ratio. Each figure is the best of
+batch, so no pipeline cost), with their ratio; ``views`` is the number of
+encoder passes per example (2 for a pair, 10 for PIRL's image + 9 tiles). Each figure is the best of
 ``--repeats`` timed windows of ``--steps`` steps after ``--warmup`` steps.
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"config": cfg.name, "encoder": cfg.encoder.name, "pretext": cfg.pretext.name,
-            "method": cfg.method.name, "batch": t.batch_size,
+            "method": cfg.method.name, "batch": t.batch_size, "views": len(pretext.view_names),
             "steps_per_execution": t.steps_per_execution, "jit_compile": t.jit_compile,
             "replicas": trainer.strategy.num_replicas_in_sync, "timed_steps": steps,
             "repeats": repeats, "pairs_per_s": round(e2e, 1), "pairs_per_s_synthetic": round(syn, 1),

@@ -68,4 +68,4 @@ def test_bench_prints_one_json_line():
     assert p.returncode == 0, p.stderr[-3000:]
     line = json.loads(p.stdout.strip().splitlines()[-1])
     assert line["pairs_per_s"] > 0 and line["pairs_per_s_synthetic"] > 0
-    assert 0 < line["pipeline_ratio"] < 10
+    assert 0 < line["pipeline_ratio"] < 10 and line["views"] == 2
