@@ -49,6 +49,8 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from keras_ssl.config import ConfigError, read_json_object
+
 #: Model names allowed in directory names and URLs (also enforced by serve.py).
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _VERSION_DIR_RE = re.compile(r"^[0-9]{1,18}$")
@@ -400,15 +402,10 @@ def load_run(run_dir: str | os.PathLike):
     enc_path = run_dir / "encoder.keras"
     if not enc_path.is_file():
         raise ExportError(f"no trained encoder at {enc_path} (did training finish?)")
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise ExportError(f"no resolved config at {cfg_path}")
     try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ExportError(f"{cfg_path}: invalid JSON at line {e.lineno}: {e.msg}") from None
-    if not isinstance(config, dict):
-        raise ExportError(f"{cfg_path}: top level must be an object")
+        config = read_json_object(run_dir / CONFIG_FILE, "resolved config")
+    except ConfigError as e:
+        raise ExportError(str(e)) from None
     import keras
 
     try:  # registers the project's custom layers (package "keras_ssl")

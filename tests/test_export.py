@@ -227,6 +227,20 @@ def test_cli_clear_errors(tmp_path, case):
     assert expect in p.stderr and str(run) in p.stderr
 
 
+@pytest.mark.parametrize("text, expect", [(None, "resolved config file not found"),
+                                          ("{bad", "invalid JSON at line 1"),
+                                          ("[1]", "top level must be an object")])
+def test_run_config_errors_name_the_file(tmp_path, text, expect):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "encoder.keras").write_text("not read: the config is checked first")
+    if text is not None:
+        (run / "config.json").write_text(text)
+    with pytest.raises(ex.ExportError, match=expect) as info:
+        ex.load_run(run)
+    assert str(run / "config.json") in str(info.value)
+
+
 def test_cli_rejects_config_mismatch(tmp_path, capsys):
     run, _ = _make_run(tmp_path, tiny_encoder(channels=3))
     assert ex.main(["--run-dir", str(run)]) == 2
