@@ -8,8 +8,8 @@ Reads ``results.json`` (and, when present, ``summary.json`` and
 
 - ``comparison.md``: rows = runs (named by their config), columns = label
   counts, cells = mean ± std over seeds of the chosen protocol (default
-  ``frozen_mlp``, the thesis protocol), then the from-scratch baseline the
-  runs measured, then the thesis's rows beside them; a second table lists
+  ``frozen_mlp``, the thesis protocol), then the baselines the runs
+  measured (from scratch; random encoder, frozen), then the thesis's rows beside them; a second table lists
   each run's pretext: steps, batch, throughput (examples per second over
   the whole pretraining), final pretext metrics
   (e.g. jigsaw accuracy), facts the pretext saved (e.g. the permutation set's
@@ -32,6 +32,8 @@ from typing import Optional
 from keras_ssl.reference import THESIS_TABLE
 
 SCRATCH = "scratch"
+#: Protocols that measure a baseline rather than the run's encoder, and the row name each gets.
+BASELINES = {SCRATCH: "from scratch", "random_frozen": "random encoder, frozen"}
 
 
 class CompareError(ValueError):
@@ -77,7 +79,7 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
     """Rows of the comparison: ``{"counts": [...], "rows": [{name, source, cells}]}``.
 
     ``cells``: label count -> {mean, std, n}. Measured rows first (one per run,
-    then the from-scratch baseline: a single row when every run measured the
+    then each baseline of ``BASELINES``: a single row when every run measured the
     same numbers, else one per run), then the thesis's rows.
     """
     rows, counts = [], set()
@@ -91,16 +93,16 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
         rows.append({"name": name, "source": "measured", "protocol": protocol,
                      "cells": {n: _stat(r) for n, r in cells.items()}})
         counts.update(cells)
-    scratch = [(run["name"], {n: _stat(r) for n, r in _cells(run["rows"], SCRATCH).items()})
-               for run in runs]
-    scratch = [(n, c) for n, c in scratch if c]
-    distinct = []
-    for name, cells in scratch:
-        if not any(cells == other for _, other in distinct):
-            distinct.append((name, cells))
-    for name, cells in distinct:
-        label = "from scratch" if len(distinct) == 1 else f"from scratch [{name}]"
-        rows.append({"name": label, "source": "measured", "protocol": SCRATCH, "cells": cells})
+    for baseline, title in BASELINES.items():
+        measured = [(run["name"], {n: _stat(r) for n, r in _cells(run["rows"], baseline).items()})
+                    for run in runs]
+        distinct = []
+        for name, cells in measured:
+            if cells and not any(cells == other for _, other in distinct):
+                distinct.append((name, cells))
+        for name, cells in distinct:
+            label = title if len(distinct) == 1 else f"{title} [{name}]"
+            rows.append({"name": label, "source": "measured", "protocol": baseline, "cells": cells})
     if thesis and counts & {100, 300, 1000, 10000}:
         for name, vals in THESIS_TABLE.items():
             rows.append({"name": f"thesis: {name}", "source": "thesis", "protocol": "reported",
@@ -159,7 +161,7 @@ def _num(v, fmt="{:.3g}"):
 def markdown(table: dict, pre: list[dict], protocol: str, title: str = "Few-label test accuracy") -> str:
     counts = table["counts"] or [100, 300, 1000, 10000]
     lines = [f"## {title}", "",
-             f"Protocol `{protocol}` (from-scratch rows: `scratch`); mean ± std over seeds; "
+             f"Protocol `{protocol}` (baseline rows: " + ", ".join(f"`{b}`" for b in BASELINES) + "); mean ± std over seeds; "
              f"thesis rows as published (Torti López 2017).", "",
              "| run | " + " | ".join(f"{c} labels" for c in counts) + " |",
              "|---|" + "---:|" * len(counts)]
@@ -207,6 +209,10 @@ def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy") 
         ys = [row["cells"][x]["mean"] for x in xs]
         if row["source"] == "thesis":
             ax.plot(xs, ys, linestyle="--", marker="x", alpha=0.6, label=row["name"])
+        elif row["protocol"] in BASELINES:
+            err = [row["cells"][x]["std"] or 0.0 for x in xs]
+            ax.errorbar(xs, ys, yerr=err, linestyle=":", marker="s", color="0.35" if row["protocol"] == SCRATCH
+                        else "0.6", capsize=3, label=row["name"])
         else:
             err = [row["cells"][x]["std"] or 0.0 for x in xs]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=row["name"])

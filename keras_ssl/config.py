@@ -119,6 +119,7 @@ class EvalConfig:
     head_weight_decay: float = num(5e-4, 0.0)
     scratch: bool = True
     scratch_steps: int = num(4000, 1)
+    random_frozen: bool = True     # the frozen-head protocol on a randomly initialised encoder
     linear_probe: bool = True
     linear_probe_steps: int = num(2000, 1)
     knn: bool = True

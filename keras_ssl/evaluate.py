@@ -9,6 +9,8 @@ validation split, and these are trained on it and scored on the test set:
   momentum 0.9, batch 125, weight decay 5e-4);
 - ``scratch``: the same classifier with a freshly initialised encoder, every
   layer trained, for ``scratch_steps`` (>= ``head_steps``) iterations;
+- ``random_frozen``: ``frozen_mlp`` on a freshly initialised encoder (what the
+  head gets from the architecture alone, the floor pretraining must clear);
 - ``linear:<layer>``: softmax regression on each tapped layer's features;
 - ``knn``: k-nearest neighbours (cosine) on the final features.
 
@@ -157,6 +159,15 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
         train_classifier(head, feats[-1], sub.labels, e.head_steps, e.head_batch_size,
                          e.head_learning_rate, e.head_momentum, e.head_weight_decay, s)
         runs.setdefault((method_name, "frozen_mlp", n), []).append(accuracy(head, test_final, test.labels))
+        if e.random_frozen:
+            keras.utils.set_random_seed(subset_seed(n, s))
+            rand = new_encoder()
+            f_tr, f_te = encode(rand, sub.images)[-1], encode(rand, test.images)[-1]
+            keras.utils.set_random_seed(subset_seed(n, s))
+            head = mlp_head(f_tr.shape[1], e.head_hidden, e.head_dropout)
+            train_classifier(head, f_tr, sub.labels, e.head_steps, e.head_batch_size,
+                             e.head_learning_rate, e.head_momentum, e.head_weight_decay, s)
+            runs.setdefault(("random", "random_frozen", n), []).append(accuracy(head, f_te, test.labels))
         for layer, f_tr, f_te in zip(taps + ["features"], feats, test_feats):
             if not e.linear_probe:
                 break
@@ -209,8 +220,8 @@ def results_markdown(results: dict, title: str = "") -> str:
         k = (r["method"], r["protocol"])
         if k not in keys:
             keys.append(k)
-    order = {"frozen_mlp": 0, "scratch": 1, "knn": 2}
-    keys.sort(key=lambda k: order.get(k[1], 3))  # stable: probes stay in layer order
+    order = {"frozen_mlp": 0, "scratch": 1, "random_frozen": 2, "knn": 3}
+    keys.sort(key=lambda k: order.get(k[1], 4))  # stable: probes stay in layer order
     head = "| method | protocol | " + " | ".join(str(c) for c in counts) + " |"
     sep = "|---|---|" + "---:|" * len(counts)
     lines = [f"## {title}" if title else "", head, sep]

@@ -47,6 +47,20 @@ def test_table_markdown_csv_and_png(tmp_path):
     assert res["table"]["counts"] == [100, 1000]
 
 
+def test_random_encoder_baseline_gets_its_own_row(tmp_path):
+    a = fake_run(tmp_path, "a", (0.8, 0.9))
+    res = json.loads((a / "results.json").read_text())
+    res["rows"] += [{"method": "random", "protocol": "random_frozen", "labels": n, "mean": m, "std": 0.0,
+                     "values": [m, m]} for n, m in ((100, 0.3), (1000, 0.6))]
+    (a / "results.json").write_text(json.dumps(res))
+    b = fake_run(tmp_path, "b", (0.6, 0.9))           # no random baseline: nothing to add
+    table = C.compare([a, b], tmp_path / "o", thesis=False)["table"]
+    names = [r["name"] for r in table["rows"]]
+    assert names == ["a", "b", "from scratch", "random encoder, frozen"]
+    assert table["rows"][3]["cells"][1000]["mean"] == pytest.approx(0.6)
+    assert (tmp_path / "o" / "comparison.png").is_file()
+
+
 def test_different_scratch_numbers_get_a_row_each_and_protocol_choice(tmp_path):
     a = fake_run(tmp_path, "a", (0.8, 0.9), scratch=(0.5, 0.7))
     b = fake_run(tmp_path, "b", (0.6, 0.9), scratch=(0.4, 0.7))

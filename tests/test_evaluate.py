@@ -41,11 +41,14 @@ def test_protocol_rows_and_table(digits):
     rows = {(r["method"], r["protocol"], r["labels"]): r for r in res["rows"]}
     for n in (20, 50):
         for key in [("egomotion", "frozen_mlp", n), ("scratch", "scratch", n), ("egomotion", "knn", n),
+                    ("random", "random_frozen", n),
                     ("egomotion", "linear:pool1", n), ("egomotion", "linear:features", n)]:
             r = rows[key]
             assert len(r["values"]) == 2 and 0.0 <= r["mean"] <= 1.0
             assert np.isclose(r["mean"], np.mean(r["values"]))
     assert rows[("egomotion", "knn", 50)]["mean"] > 0.5     # synthetic classes are easy
+    # The random-encoder baseline is a freshly initialised encoder, not the one evaluated.
+    assert rows[("random", "random_frozen", 20)]["values"] != rows[("egomotion", "frozen_mlp", 20)]["values"]
     md = results_markdown(res, "t")
     assert "| egomotion | frozen_mlp |" in md and "thesis: egomotion" in md
     assert res["protocol"]["test_images"] == 100 and res["protocol"]["labeled_pool"] == 250
