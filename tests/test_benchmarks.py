@@ -33,3 +33,28 @@ def test_cost_is_the_median_of_per_round_ratios(method_costs):
     assert rows["b"]["ms_per_example"] == pytest.approx(5.0)
     md = method_costs.markdown(list(rows.values()), 3, 200)
     assert "| b | 10 | 200 | 5.000 | 4.00x | 0.95 |" in md and "cost vs a" in md
+
+
+def test_shifted_input_trains_only_the_head():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        hv = importlib.import_module("head_variants")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import keras
+    import numpy as np
+
+    from keras_ssl.evaluate import mlp_head
+    inp = keras.Input((28, 28, 1))
+    enc = keras.Model(inp, keras.layers.Flatten()(keras.layers.Conv2D(2, 3, strides=4)(inp)))
+    model = hv.ShiftedInput(enc, mlp_head(enc.output.shape[-1], 8, 0.0), shift=2)
+    x = np.zeros((3, 28, 28, 1), np.float32)
+    x[:, 14, 14] = 1.0
+    assert model(x).shape == (3, 10)
+    assert {id(v) for v in model.trainable_variables} == {id(v) for v in model.head.trainable_variables}
+    # Training-mode calls move the input by at most `shift` px; inference-mode calls do not.
+    probe = hv.ShiftedInput(keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten()]),
+                            keras.layers.Identity(), shift=2)
+    assert np.array_equal(probe(x, training=False), x.reshape(3, -1))
+    moved = [np.argwhere(np.asarray(probe(x, training=True))[0].reshape(28, 28))[0] for _ in range(20)]
+    assert all(np.abs(m - 14).max() <= 2 for m in moved) and any((m != 14).any() for m in moved)
