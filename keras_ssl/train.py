@@ -61,6 +61,15 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
     saved.write_text(json.dumps(resolved, indent=2) + "\n")
 
 
+def _previous_pretrain(run_dir: Path) -> dict:
+    """The ``pretrain`` entry of the run directory's ``summary.json``, if a finished run wrote one."""
+    try:
+        pre = json.loads((run_dir / "summary.json").read_text()).get("pretrain")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return pre if isinstance(pre, dict) and pre.get("final") else {}
+
+
 def monitor_labels(cfg, train) -> int:
     """Labeled images (outside the validation split) whose features vote in the kNN score."""
     return min(1000, len(train) - cfg.data.validation_images)
@@ -110,6 +119,11 @@ def run(cfg, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
     elif cfg.train.monitor_every:
         log("train.monitor_every is set but data.validation_images is 0: no kNN monitor")
     summary["pretrain"] = trainer.train(images, monitor=monitor)
+    if summary["pretrain"].get("resumed_finished"):
+        # Evaluated or exported again: the pretraining facts are those of the run that trained.
+        previous = _previous_pretrain(run_dir)
+        if previous:
+            summary["pretrain"] = {**previous, "resumed_finished": True}
     encoder = trainer.encoder
     encoder.save(run_dir / "encoder.keras")
 

@@ -28,6 +28,7 @@ def test_main_config_smoke_end_to_end(tmp_path):
     assert len(versions) == 1
     assert list((run_dir / "tb" / "pretrain").glob("events.out.tfevents.*"))
     assert "frozen_mlp" in p.stdout
+    first_pretrain = json.loads((run_dir / "summary.json").read_text())["pretrain"]
     # Same command again: resumes (nothing left to train) and exports a new version.
     p2 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
                  "--run-dir", str(run_dir), "--no-progress", "--skip-eval")
@@ -40,7 +41,10 @@ def test_main_config_smoke_end_to_end(tmp_path):
                  "--run-dir", str(run_dir), "--no-progress", "--skip-export",
                  "--set", "eval.scratch=false", "--set", "eval.knn=false")
     assert p3.returncode == 0, p3.stderr[-3000:]
-    assert json.loads((run_dir / "summary.json").read_text())["pretrain"]["resumed_finished"] is True
+    pre = json.loads((run_dir / "summary.json").read_text())["pretrain"]
+    assert pre["resumed_finished"] is True
+    # The pretraining facts survive the re-evaluation: those of the first run.
+    assert pre["seconds"] == first_pretrain["seconds"] > 0 and pre["final"] == first_pretrain["final"]
     protocols = {r["protocol"] for r in json.loads((run_dir / "results.json").read_text())["rows"]}
     assert "frozen_mlp" in protocols and not protocols & {"scratch", "knn"}
     assert json.loads((run_dir / "config.json").read_text())["eval"]["scratch"] is False
