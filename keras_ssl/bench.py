@@ -3,7 +3,10 @@
 Prints one JSON line: ``pairs_per_s`` (end to end: images drawn and pretext
 views made on the fly by the tf.data pipeline, then the train step) and
 ``pairs_per_s_synthetic`` (the same compiled step fed one fixed in-memory
-batch, so no pipeline cost), with their ratio; ``views`` is the number of
+batch, so no pipeline cost), with their ratio; ``pipeline_alone_per_s`` and ``pipeline_cpu_ms_per_step``:
+the pipeline iterated with no training step (its rate, and the CPU time of
+all threads per batch: what it takes from the step on a small machine);
+``views`` is the number of
 encoder passes per example (2 for a pair, 10 for PIRL's image + 9 tiles). Each figure is the best of
 ``--repeats`` timed windows of ``--steps`` steps after ``--warmup`` steps.
 """
@@ -41,6 +44,24 @@ def _rate(trainer, iterator, steps, warmup, repeats, batch):
     return best
 
 
+def _pipeline_alone(ds, steps, batch):
+    """(examples/s, CPU ms per batch) of making batches with no training step beside it."""
+    import resource
+
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    it = iter(ds)
+    for _ in range(10):
+        next(it)
+    c0, t0 = cpu(), time.perf_counter()
+    for _ in range(steps):
+        next(it)
+    wall, used = time.perf_counter() - t0, cpu() - c0
+    return steps * batch / wall, 1000.0 * used / steps
+
+
 def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
     t = cfg.train
     shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
@@ -56,6 +77,7 @@ def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
         synth_it = iter(trainer.strategy.experimental_distribute_dataset(synth))
         e2e = _rate(trainer, live, steps, warmup, repeats, t.batch_size)
         syn = _rate(trainer, synth_it, steps, warmup, repeats, t.batch_size)
+        alone, cpu_ms = _pipeline_alone(ds, steps, t.batch_size)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"config": cfg.name, "encoder": cfg.encoder.name, "pretext": cfg.pretext.name,
@@ -63,7 +85,8 @@ def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
             "steps_per_execution": t.steps_per_execution, "jit_compile": t.jit_compile,
             "replicas": trainer.strategy.num_replicas_in_sync, "timed_steps": steps,
             "repeats": repeats, "pairs_per_s": round(e2e, 1), "pairs_per_s_synthetic": round(syn, 1),
-            "pipeline_ratio": round(e2e / syn, 3), "tensorflow": tf.__version__}
+            "pipeline_ratio": round(e2e / syn, 3), "pipeline_alone_per_s": round(alone, 1),
+            "pipeline_cpu_ms_per_step": round(cpu_ms, 3), "tensorflow": tf.__version__}
 
 
 def main(argv=None) -> int:
