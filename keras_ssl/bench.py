@@ -3,11 +3,11 @@
 Prints one JSON line: ``pairs_per_s`` (end to end: images drawn and pretext
 views made on the fly by the tf.data pipeline, then the train step) and
 ``pairs_per_s_synthetic`` (the same compiled step fed one fixed in-memory
-batch, so no pipeline cost), with their ratio; ``pipeline_alone_per_s`` and ``pipeline_cpu_ms_per_step``:
-the pipeline iterated with no training step (its rate, and the CPU time of
-all threads per batch: what it takes from the step on a small machine);
-``views`` is the number of
-encoder passes per example (2 for a pair, 10 for PIRL's image + 9 tiles). Each figure is the best of
+batch, so no pipeline cost), with their ratio; ``pipeline_alone_per_s`` and
+``pipeline_cpu_ms_per_step`` (the pipeline iterated with no training step:
+its rate, and the CPU time of all threads per batch, which is what it takes
+from the step on a small machine); ``views``, the encoder passes per example
+(2 for a pair, 5 for PIRL's image + 4 tiles). Each rate is the best of
 ``--repeats`` timed windows of ``--steps`` steps after ``--warmup`` steps.
 """
 from __future__ import annotations
