@@ -209,13 +209,12 @@ def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy") 
         ys = [row["cells"][x]["mean"] for x in xs]
         if row["source"] == "thesis":
             ax.plot(xs, ys, linestyle="--", marker="x", alpha=0.6, label=row["name"])
-        elif row["protocol"] in BASELINES:
-            err = [row["cells"][x]["std"] or 0.0 for x in xs]
-            ax.errorbar(xs, ys, yerr=err, linestyle=":", marker="s", color="0.35" if row["protocol"] == SCRATCH
-                        else "0.6", capsize=3, label=row["name"])
-        else:
-            err = [row["cells"][x]["std"] or 0.0 for x in xs]
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=row["name"])
+            continue
+        style = {"marker": "o"}
+        if row["protocol"] in BASELINES:    # grey, dotted: baselines, not methods
+            style = {"marker": "s", "linestyle": ":", "color": "0.35" if row["protocol"] == SCRATCH else "0.6"}
+        err = [row["cells"][x]["std"] or 0.0 for x in xs]
+        ax.errorbar(xs, ys, yerr=err, capsize=3, label=row["name"], **style)
     ax.set_xscale("log")
     ticks = sorted({x for row in table["rows"] for x in row["cells"]})
     ax.set_xticks(ticks)

@@ -8,13 +8,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def method_costs():
+def benchmark_module(name):
+    """A script of benchmarks/ imported as a module (they import each other by name)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        yield importlib.import_module("method_costs")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def method_costs():
+    return benchmark_module("method_costs")
 
 
 def bench_line(rate, views=2, ratio=1.0):
@@ -36,11 +41,7 @@ def test_cost_is_the_median_of_per_round_ratios(method_costs):
 
 
 def test_shifted_input_trains_only_the_head():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        hv = importlib.import_module("head_variants")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    hv = benchmark_module("head_variants")
     import keras
     import numpy as np
 
