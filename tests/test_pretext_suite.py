@@ -132,6 +132,30 @@ def test_relative_position_label_points_at_the_right_neighbour():
     assert_deterministic(pre, x)
 
 
+@pytest.mark.parametrize("build,params,view", [
+    (build_relative_position, RelativePositionParams, "neighbor"),
+    (build_jigsaw, lambda **kw: JigsawParams(permutations=10, **kw), "tile0"),
+])
+def test_center_placement_pastes_the_tile_at_its_own_size(build, params, view):
+    x = tf.random.stateless_uniform([16, 28, 28, 1], (7, 8))
+    resized = sample(build(params(normalize="none"), SHAPE), x)[0][view].numpy()
+    shown = sample(build(params(normalize="none", placement="center"), SHAPE), x)[0][view].numpy()
+    lo = (28 - 6) // 2
+    inside = np.zeros((28, 28), bool)
+    inside[lo:lo + 6, lo:lo + 6] = True
+    assert np.all(shown[:, ~inside] == 0) and np.all(shown[:, inside] > 0)
+    for b in range(16):                      # the very pixels of a 6x6 crop of the image, unscaled...
+        tile = shown[b, lo:lo + 6, lo:lo + 6, 0]
+        crops = [(r, c) for r in range(23) for c in range(23)
+                 if np.allclose(x[b, r:r + 6, c:c + 6, 0], tile, atol=1e-6)]
+        assert len(crops) == 1
+        r, c = crops[0]                      # ...the same crop that "resize" scales up (same seed)
+        assert np.allclose(resized[b, 0, 0, 0], x[b, r, c, 0], atol=1e-6)
+        assert np.allclose(resized[b, -1, -1, 0], x[b, r + 5, c + 5, 0], atol=1e-6)
+    with pytest.raises(ValueError, match="placement"):
+        params(placement="corner").validate()
+
+
 # -- SFA pairs --------------------------------------------------------------
 
 def test_sfa_close_far_matches_the_thresholds(digits):

@@ -3,9 +3,10 @@ Representations by Solving Jigsaw Puzzles", ECCV 2016).
 
 The centre ``region_px`` square of the image is cut into ``grid`` x ``grid``
 cells; in each cell a ``tile_px`` tile is cropped with random jitter (hence a
-random gap between tiles), normalised on its own and resized up to the image
-size (see :mod:`keras_ssl.pretext.patches` for why: the encoder that solves
-the puzzle is the one evaluated on whole 28x28 digits). A permutation ``P``
+random gap between tiles), normalised on its own and made an image of the
+input size, resized or pasted at its own size (``placement``; see
+:mod:`keras_ssl.pretext.patches` for why: the encoder that solves the puzzle
+is the one evaluated on whole 28x28 digits). A permutation ``P``
 drawn uniformly from a fixed set shuffles the tiles: view ``tile<j>`` is the
 tile cut from cell ``P[j]``. Target ``permutation``: the index of ``P`` in the
 set. Putting view ``j`` back at cell ``P[j]`` reassembles the image. Use with
@@ -35,7 +36,7 @@ import tensorflow as tf
 from keras_ssl import permutations as perm_lib
 from keras_ssl.config import ConfigError, num
 from keras_ssl.pretext.base import Pretext
-from keras_ssl.pretext.patches import NORMALIZATIONS, check_geometry, crop_tiles, tile_origins
+from keras_ssl.pretext.patches import check_geometry, check_options, crop_tiles, tile_origins
 from keras_ssl.registry import register
 
 
@@ -49,10 +50,10 @@ class JigsawParams:
     permutation_seed: int = 0
     permutation_file: Optional[str] = None   # a set written by keras_ssl.permutations (overrides the above)
     normalize: str = "minmax"            # per tile: "minmax" | "standardize" | "none"
+    placement: str = "resize"            # "resize" to the image size | "center": pasted at its own size
 
     def validate(self):
-        if self.normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        check_options(self.normalize, self.placement)
         if self.permutation_file is None:
             perm_lib.check_request(self.permutations, self.grid, self.criterion)
 
@@ -74,7 +75,7 @@ class JigsawPretext(Pretext):
         order = tf.gather(self._perms, label)                               # [B, K]: view j <- cell order[j]
         origins = tile_origins(b, s_jit, p.grid, p.region_px, p.tile_px, images.shape[1])
         shuffled = tf.gather(origins, order, batch_dims=1)                  # [B, K, 2]
-        tiles = crop_tiles(images, shuffled, p.tile_px, p.normalize)        # [B, K, H, W, C]
+        tiles = crop_tiles(images, shuffled, p.tile_px, p.normalize, p.placement)        # [B, K, H, W, C]
         views = {name: tiles[:, j] for j, name in enumerate(self.view_names)}
         return views, {"permutation": label}
 

@@ -8,11 +8,19 @@ in 75x75 cells; Doersch et al. 2015: a gap and a few pixels of jitter), so
 neighbouring tiles are separated by a random gap of ``0 .. 2 (cell - tile_px)``
 pixels: edges and strokes do not simply continue from one tile into the next.
 
-Every tile is then resized (bilinear) up to the *full image size*. The views
-must have the encoder's input shape because the very same encoder is
-evaluated on whole 28x28 digits after pretraining (and exported for them);
-an encoder built for 6x6 tiles could not be evaluated that way. Cells are in
-reading order: cell ``k`` is row ``k // grid``, column ``k % grid``.
+The views must have the encoder's input shape because the very same encoder
+is evaluated on whole 28x28 digits after pretraining (and exported for them);
+an encoder built for 6x6 tiles could not be evaluated that way. Two
+``placement``s make a tile an image:
+
+- ``resize``: the tile is resized (bilinear) up to the full image size. Strokes
+  then look 28 / tile_px times thicker than in the digits the encoder is
+  evaluated on.
+- ``center``: the tile keeps its pixel size and is pasted at the centre of a
+  black image, so strokes keep their scale. The centre is the same for every
+  cell, so the view's position does not reveal the cell it came from.
+
+Cells are in reading order: cell ``k`` is row ``k // grid``, column ``k % grid``.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import tensorflow as tf
 from keras_ssl.config import ConfigError
 
 NORMALIZATIONS = ("minmax", "standardize", "none")
+PLACEMENTS = ("resize", "center")
 
 
 def check_geometry(kind: str, image_shape, grid: int, region_px: int, tile_px: int) -> None:
@@ -46,11 +55,21 @@ def tile_origins(batch, seed, grid: int, region_px: int, tile_px: int, image_px:
     return base[None] + jitter
 
 
-def crop_tiles(images, origins, tile_px: int, normalize: str) -> tf.Tensor:
-    """Tiles at ``origins`` (int [B, K, 2]) resized to the image size: [B, K, H, W, C].
+def check_options(normalize: str, placement: str) -> None:
+    """ValueError naming the allowed values (called by the params' validate)."""
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+
+
+def crop_tiles(images, origins, tile_px: int, normalize: str, placement: str = "resize") -> tf.Tensor:
+    """Tiles at ``origins`` (int [B, K, 2]) as images of the input size: [B, K, H, W, C].
 
     ``crop_and_resize`` samples the tile's pixels [r, r + tile_px - 1] (corner
-    aligned), bilinearly. ``normalize`` is applied per tile: ``minmax``
+    aligned): bilinearly up to the image size for ``placement="resize"``, one
+    to one for ``"center"``, which then pads the tile with zeros to the image
+    size, centred. ``normalize`` is applied per tile, before the padding: ``minmax``
     rescales each tile to [0, 1] by its own min and max (keeps the encoder's
     [0, 1] input contract), ``standardize`` to zero mean and unit deviation
     (Noroozi & Favaro), ``none`` leaves it.
@@ -63,7 +82,8 @@ def crop_tiles(images, origins, tile_px: int, normalize: str) -> tf.Tensor:
     boxes = tf.concat([o[:, :1] / (h - 1), o[:, 1:] / (w - 1),
                        (o[:, :1] + span) / (h - 1), (o[:, 1:] + span) / (w - 1)], axis=1)
     box_index = tf.repeat(tf.range(b), k)
-    tiles = tf.image.crop_and_resize(images, boxes, box_index, [h, w], method="bilinear")
+    size = [h, w] if placement == "resize" else [tile_px, tile_px]
+    tiles = tf.image.crop_and_resize(images, boxes, box_index, size, method="bilinear")
     if normalize == "minmax":
         lo = tf.reduce_min(tiles, axis=[1, 2, 3], keepdims=True)
         hi = tf.reduce_max(tiles, axis=[1, 2, 3], keepdims=True)
@@ -71,4 +91,7 @@ def crop_tiles(images, origins, tile_px: int, normalize: str) -> tf.Tensor:
     elif normalize == "standardize":
         mean, var = tf.nn.moments(tiles, axes=[1, 2, 3], keepdims=True)
         tiles = (tiles - mean) / tf.sqrt(var + 1e-6)
+    if placement == "center":
+        top, left = (h - tile_px) // 2, (w - tile_px) // 2
+        tiles = tf.pad(tiles, [[0, 0], [top, h - tile_px - top], [left, w - tile_px - left], [0, 0]])
     return tf.reshape(tiles, [b, k, h, w, c])

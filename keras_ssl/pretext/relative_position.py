@@ -5,9 +5,10 @@ ICCV 2015).
 The centre ``region_px`` square of the image is cut into 3x3 cells; a
 ``tile_px`` patch with random jitter is cropped from the centre cell and from
 one of its 8 neighbours (uniformly), so the two patches are separated by a
-random gap. Both are normalised on their own and resized up to the image size
-(see :mod:`keras_ssl.pretext.patches`: the same encoder is then evaluated on
-whole 28x28 digits). Views ``center`` and ``neighbor``; target ``position``
+random gap. Both are normalised on their own and made images of the input
+size, resized or pasted at their own size (``placement``; see
+:mod:`keras_ssl.pretext.patches`: the same encoder is then evaluated on whole
+28x28 digits). Views ``center`` and ``neighbor``; target ``position``
 in 0..7 names the neighbour's place, in reading order::
 
     0 1 2
@@ -27,7 +28,7 @@ import tensorflow as tf
 
 from keras_ssl.config import num
 from keras_ssl.pretext.base import Pretext
-from keras_ssl.pretext.patches import NORMALIZATIONS, check_geometry, crop_tiles, tile_origins
+from keras_ssl.pretext.patches import check_geometry, check_options, crop_tiles, tile_origins
 from keras_ssl.registry import register
 
 GRID = 3
@@ -41,10 +42,10 @@ class RelativePositionParams:
     region_px: int = num(24, 3)
     tile_px: int = num(6, 1)
     normalize: str = "minmax"   # per patch: "minmax" | "standardize" | "none"
+    placement: str = "resize"   # "resize" to the image size | "center": pasted at its own size
 
     def validate(self):
-        if self.normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        check_options(self.normalize, self.placement)
 
 
 class RelativePositionPretext(Pretext):
@@ -61,7 +62,7 @@ class RelativePositionPretext(Pretext):
         position = tf.random.stateless_uniform([b], s_pos, 0, len(NEIGHBOR_CELLS), dtype=tf.int32)
         cells = tf.stack([tf.fill([b], CENTER_CELL), tf.gather(self._cells, position)], axis=1)
         origins = tile_origins(b, s_jit, GRID, p.region_px, p.tile_px, images.shape[1])
-        patches = crop_tiles(images, tf.gather(origins, cells, batch_dims=1), p.tile_px, p.normalize)
+        patches = crop_tiles(images, tf.gather(origins, cells, batch_dims=1), p.tile_px, p.normalize, p.placement)
         return {"center": patches[:, 0], "neighbor": patches[:, 1]}, {"position": position}
 
     def describe(self, labels, i):
