@@ -13,7 +13,10 @@ Reads ``results.json`` (and, when present, ``summary.json`` and
   each run's pretext: steps, batch, throughput (examples per second over
   the whole pretraining), final pretext metrics
   (e.g. jigsaw accuracy), facts the pretext saved (e.g. the permutation set's
-  Hamming distances) and the accuracy at the smallest label count;
+  Hamming distances) and the accuracy at the smallest label count; a third
+  compares every run with from-scratch seed by seed (a seed draws the same
+  labeled subset in every run, so the paired difference leaves out the luck
+  of the subset): mean difference ± standard error and seeds won;
 - ``comparison.csv``: the first table, one column per (label count, mean/std/n);
 - ``comparison.png``: accuracy against label count (log x axis), error bars
   = std over seeds, thesis rows dashed.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -125,6 +129,62 @@ def _fmt(cell: Optional[dict]) -> str:
     return f"{cell['mean']:.3f}"
 
 
+def _by_seed(run: dict, protocol: str) -> dict:
+    """label count -> {seed: accuracy} of one protocol's rows (seeds from the run's protocol)."""
+    out = {}
+    for n, r in _cells(run["rows"], protocol).items():
+        values = r.get("values") or []
+        seeds = run["protocol"].get("seeds") or list(range(len(values)))
+        if len(seeds) == len(values):
+            out[n] = dict(zip(seeds, values))
+    return out
+
+
+def paired_rows(runs: list[dict], protocol: str, baseline: str = SCRATCH) -> list[dict]:
+    """Per run and label count: the run's accuracy minus ``baseline``'s, seed by seed.
+
+    The baseline is the run's own when it measured one, else the one every
+    other run that measured it agrees on; only runs drawing their subsets from
+    the same labeled pool are paired, and only on the seeds both have.
+    ``cells``: label count -> {diff, se (None for one seed), wins, n}.
+    """
+    def pool(run):
+        return run["protocol"].get("labeled_pool"), run["protocol"].get("validation_images")
+
+    measured = [(pool(run), _by_seed(run, baseline)) for run in runs]
+    measured = [m for m in measured if m[1]]
+    out = []
+    names = [r["name"] for r in runs]
+    for run in runs:
+        own = _by_seed(run, baseline)
+        if not own:
+            shared = [b for p, b in measured if p == pool(run)]
+            if not shared or any(b != shared[0] for b in shared):
+                continue
+            own = shared[0]
+        cells = {}
+        for n, acc in _by_seed(run, protocol).items():
+            seeds = [s for s in acc if s in own.get(n, {})]
+            if not seeds:
+                continue
+            d = [acc[s] - own[n][s] for s in seeds]
+            mean = sum(d) / len(d)
+            se = (math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
+                  if len(d) > 1 else None)
+            cells[n] = {"diff": mean, "se": se, "wins": sum(x > 0 for x in d), "n": len(d)}
+        if cells:
+            name = run["name"] if names.count(run["name"]) == 1 else f"{run['name']} ({run['dir']})"
+            out.append({"name": name, "cells": cells})
+    return out
+
+
+def _fmt_paired(cell: Optional[dict]) -> str:
+    if cell is None:
+        return "-"
+    se = "" if cell["se"] is None else f" ± {cell['se']:.3f}"
+    return f"{cell['diff']:+.3f}{se} ({cell['wins']}/{cell['n']})"
+
+
 def pretext_rows(runs: list[dict], protocol: str, first_count: int) -> list[dict]:
     """Per run: pretraining facts and final pretext metrics (whatever the run logged)."""
     out = []
@@ -158,7 +218,8 @@ def _num(v, fmt="{:.3g}"):
     return fmt.format(v) if isinstance(v, (int, float)) else str(v)
 
 
-def markdown(table: dict, pre: list[dict], protocol: str, title: str = "Few-label test accuracy") -> str:
+def markdown(table: dict, pre: list[dict], protocol: str, title: str = "Few-label test accuracy",
+             paired: Optional[list[dict]] = None) -> str:
     counts = table["counts"] or [100, 300, 1000, 10000]
     lines = [f"## {title}", "",
              f"Protocol `{protocol}` (baseline rows: " + ", ".join(f"`{b}`" for b in BASELINES) + "); mean ± std over seeds; "
@@ -180,6 +241,14 @@ def markdown(table: dict, pre: list[dict], protocol: str, title: str = "Few-labe
                          f"{_num(p['batch'], '{}')} | {_num(p['seconds'], '{:.0f}')} | "
                          f"{_num(p['examples_per_s'], '{:.0f}')} | {_num(p['final_loss'], '{:.4g}')} | "
                          f"{metrics} | {facts} | {_num(p['accuracy'], '{:.3f}')} |")
+    if paired:
+        lines += ["", "## Against from scratch, seed by seed", "",
+                  f"`{protocol}` accuracy minus from-scratch's on the same labeled subset (same seed): "
+                  "mean ± standard error over the seeds both measured, (seeds won / seeds).", "",
+                  "| run | " + " | ".join(f"{c} labels" for c in counts) + " |",
+                  "|---|" + "---:|" * len(counts)]
+        for row in paired:
+            lines.append(f"| {row['name']} | " + " | ".join(_fmt_paired(row["cells"].get(c)) for c in counts) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -249,11 +318,12 @@ def compare(run_dirs, out_dir, protocol: str = "frozen_mlp", skip_missing: bool 
     pre = pretext_rows(runs, protocol, table["counts"][0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = markdown(table, pre, protocol)
+    paired = paired_rows(runs, protocol)
+    md = markdown(table, pre, protocol, paired=paired)
     (out / "comparison.md").write_text(md)
     write_csv(table, out / "comparison.csv")
     plot(table, out / "comparison.png")
-    return {"table": table, "pretext": pre, "markdown": md, "out": str(out)}
+    return {"table": table, "pretext": pre, "paired": paired, "markdown": md, "out": str(out)}
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,7 @@ def test_table_markdown_csv_and_png(tmp_path):
     md = (out / "comparison.md").read_text()
     assert "| 100 labels | 1000 labels |" in md
     assert "| mnist_a | 0.800 ± 0.010 | 0.900 ± 0.010 |" in md
-    assert "| from scratch | 0.500 ± 0.000 | 0.700 ± 0.000 |" in md and md.count("from scratch") == 2   # + thesis row
+    assert "| from scratch | 0.500 ± 0.000 | 0.700 ± 0.000 |" in md and md.count("from scratch") == 3   # + thesis row, paired table
     assert "| thesis: egomotion | 0.75 | 0.92 |" in md
     assert "permutation_acc 0.750" in md and "mean_hamming 8.8" in md
     rows = list(csv.DictReader(open(out / "comparison.csv")))
@@ -85,3 +85,32 @@ def test_clear_error_for_a_run_without_results(tmp_path, capsys):
     (unfinished / "results.json").write_text("{not json")
     with pytest.raises(C.CompareError, match="invalid JSON"):
         C.load_run(unfinished)
+
+
+def test_paired_difference_against_from_scratch_seed_by_seed(tmp_path):
+    def rows(protocol, by_count):
+        return [{"method": protocol, "protocol": protocol, "labels": n, "mean": sum(v) / len(v), "std": 0.0,
+                 "values": v} for n, v in by_count.items()]
+
+    def run(name, seeds, frozen, scratch=None, pool=55000):
+        d = tmp_path / name
+        d.mkdir()
+        r = rows("frozen_mlp", frozen) + (rows("scratch", scratch) if scratch else [])
+        (d / "results.json").write_text(json.dumps({"config": name, "rows": r, "protocol": {
+            "seeds": seeds, "labeled_pool": pool, "validation_images": 5000}}))
+        return d
+
+    base = run("main", [0, 1, 2], {100: [0.80, 0.90, 0.70]}, scratch={100: [0.78, 0.85, 0.72]})
+    ten = run("ten", [0, 1] + list(range(10, 18)), {100: [0.79, 0.86] + [0.5] * 8})   # shares seeds 0, 1
+    other_pool = run("other", [0, 1, 2], {100: [0.9, 0.9, 0.9]}, pool=100)
+    res = C.compare([base, ten, other_pool], tmp_path / "o", thesis=False)
+    paired = {r["name"]: r["cells"][100] for r in res["paired"]}
+    assert set(paired) == {"main", "ten"}                                 # a different pool is not paired
+    main = paired["main"]                                                 # d = +0.02, +0.05, -0.02
+    assert main["n"] == 3 and main["wins"] == 2
+    assert main["diff"] == pytest.approx(0.05 / 3)
+    assert main["se"] == pytest.approx(((0.02 - 0.05 / 3) ** 2 + (0.05 - 0.05 / 3) ** 2
+                                        + (-0.02 - 0.05 / 3) ** 2) ** 0.5 / (2 * 3) ** 0.5)
+    assert paired["ten"]["n"] == 2 and paired["ten"]["diff"] == pytest.approx(0.01)
+    md = res["markdown"]
+    assert "## Against from scratch, seed by seed" in md and "| main | +0.017 ± 0.020 (2/3) |" in md
