@@ -1,0 +1,106 @@
+"""Does a tf.data setting make the input pipeline cost the training step less?
+
+    python benchmarks/pipeline_settings.py [--config configs/mnist_egomotion.json] [--rounds 4] [--steps 300]
+
+One process, one compiled training step, several live pipelines: the
+project's default settings, alternatives (one map call at a time, a private
+one-thread pool, no intra-op parallelism inside the pipeline, ...) and, as a
+control, the default settings a second time. Every round times each pipeline
+once (interleaved, so drift on a shared machine hits all of them alike) and
+the same step fed one fixed in-memory batch; per pipeline the best window
+counts, reported as a ratio to the fixed batch (the ``pipeline_ratio`` of
+``keras_ssl.bench``). The two default pipelines differ only by chance: their
+gap is the noise floor a setting has to clear. Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+#: name -> keyword settings of keras_ssl.data.pipeline.pretext_batches
+SETTINGS = {
+    "default": {},
+    "default (control)": {},
+    "1 map call, prefetch 2": {"parallel_calls": 1, "prefetch": 2},
+    "1 map call, prefetch 2, 1-thread pool": {"parallel_calls": 1, "prefetch": 2, "threads": 1},
+    "1 map call, prefetch 2, 1-thread pool, intra-op 1": {"parallel_calls": 1, "prefetch": 2, "threads": 1,
+                                                          "intra_op_threads": 1},
+    "intra-op 1": {"intra_op_threads": 1},
+}
+
+
+def best_ratios(rounds: list[dict]) -> dict:
+    """{setting: (best examples/s, best / best fixed-batch rate)} over rounds of {name: rate}."""
+    best = {}
+    for r in rounds:
+        for name, rate in r.items():
+            best[name] = max(best.get(name, 0.0), rate)
+    fixed = best.pop("fixed batch")
+    return {name: (rate, rate / fixed) for name, rate in best.items()}
+
+
+def markdown(ratios: dict, fixed: float, rounds: int, steps: int) -> str:
+    lines = ["| tf.data settings | examples/s (best window) | ratio to the fixed batch |", "|---|---:|---:|"]
+    lines += [f"| {name} | {rate:,.0f} | {ratio:.3f} |" for name, (rate, ratio) in ratios.items()]
+    lines.append(f"| one fixed in-memory batch | {fixed:,.0f} | 1.000 |")
+    control = [ratio for name, (_, ratio) in ratios.items() if name.startswith("default")]
+    lines += ["", f"Best of {rounds} interleaved windows of {steps} steps; noise floor (the two default "
+                  f"pipelines): {max(control) - min(control):.3f}."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(ROOT / "configs" / "mnist_egomotion.json"))
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--steps", type=int, default=300, help="timed steps per window")
+    p.add_argument("--warmup", type=int, default=50)
+    args = p.parse_args(argv)
+
+    import tensorflow as tf
+
+    from keras_ssl import registry
+    from keras_ssl.bench import _rate
+    from keras_ssl.config import load_config
+    from keras_ssl.data import load_pretrain
+    from keras_ssl.data.pipeline import pretext_batches
+    from keras_ssl.trainer import Pretrainer
+
+    cfg = load_config(args.config)
+    t = cfg.train
+    shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
+    pretext = registry.build("pretext", cfg.pretext, shape)
+    images = load_pretrain(cfg.data).images
+    tmp = tempfile.mkdtemp(prefix="keras_ssl_pipeline_")
+    try:
+        trainer = Pretrainer(cfg, tmp, pretext, progress=False, num_images=len(images))
+        dist = trainer.strategy.experimental_distribute_dataset
+
+        def batches(**kw):
+            kw.setdefault("threads", t.pipeline_threads)
+            return pretext_batches(images, pretext, t.batch_size, cfg.seed, 0, 10 ** 9, **kw)
+
+        iterators = {name: iter(dist(batches(**kw))) for name, kw in SETTINGS.items()}
+        fixed = next(iter(batches()))
+        iterators["fixed batch"] = iter(dist(tf.data.Dataset.from_tensors(fixed).repeat()))
+        rounds = []
+        for i in range(args.rounds):
+            rounds.append({name: _rate(trainer, it, args.steps, args.warmup, 1, t.batch_size)
+                           for name, it in iterators.items()})
+            print(f"round {i}: " + ", ".join(f"{k} {v:,.0f}" for k, v in rounds[-1].items()), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    fixed_best = max(r["fixed batch"] for r in rounds)
+    print(markdown(best_ratios(rounds), fixed_best, args.rounds, args.steps))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
