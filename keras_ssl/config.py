@@ -98,7 +98,7 @@ class TrainConfig:
     log_every: int = num(100, 1)
     monitor_every: int = num(0, 0)       # kNN accuracy on the validation split every N steps (0: off)
     sample_pairs: int = num(6, 0, 64)
-    pipeline_threads: int = num(0, 0)
+    pipeline_threads: int = num(1, 0)    # threads making batches; 0: tf.data autotunes (data/pipeline.py)
 
 
 @dataclass(frozen=True)

@@ -31,16 +31,26 @@ def default_run_dir(config_path: str, smoke: bool) -> Path:
 #: may be run again with other values here (a finished run is then evaluated or
 #: exported again without pretraining again).
 AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke")
+#: Pretraining settings that change how the run is carried out, not what it
+#: learns (the batches and the updates stay the same): they may differ too.
+HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_every",
+                "train.monitor_every", "train.sample_pairs")
 
 
 def _pretraining_part(cfg_dict: dict) -> dict:
-    return {k: v for k, v in cfg_dict.items() if k not in AFTER_PRETRAINING}
+    part = {k: v for k, v in cfg_dict.items() if k not in AFTER_PRETRAINING}
+    for dotted in HOW_NOT_WHAT:
+        section, key = dotted.split(".")
+        if isinstance(part.get(section), dict) and key in part[section]:
+            part[section] = {k: v for k, v in part[section].items() if k != key}
+    return part
 
 
 def prepare_run_dir(run_dir: Path, cfg) -> None:
     """Create ``run_dir``; refuse to resume checkpoints pretrained with a different config.
 
-    Only the pretraining part of the config must match (see ``AFTER_PRETRAINING``):
+    Only the pretraining part of the config must match (see ``AFTER_PRETRAINING`` and
+    ``HOW_NOT_WHAT``):
     ``--set eval.seeds=[0]`` on a finished run re-evaluates its encoder.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -52,9 +62,8 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
         except json.JSONDecodeError:
             old = None
         if not isinstance(old, dict) or _pretraining_part(old) != _pretraining_part(resolved):
-            changed = sorted(k for k in set(resolved) | set(old or {})
-                             if k not in AFTER_PRETRAINING
-                             and (old or {}).get(k) != resolved.get(k))
+            before, now = _pretraining_part(old if isinstance(old, dict) else {}), _pretraining_part(resolved)
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise ConfigError(f"{run_dir} holds checkpoints of a run with a different pretraining "
                               f"config (differs in: {', '.join(changed) or 'unreadable'}; see {saved}); "
                               f"pass another --run-dir or remove that directory")

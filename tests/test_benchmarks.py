@@ -63,11 +63,12 @@ def test_shifted_input_trains_only_the_head():
 
 def test_pipeline_settings_best_window_over_the_fixed_batch():
     ps = benchmark_module("pipeline_settings")
-    rounds = [{"default": 900.0, "default (control)": 880.0, "one call": 950.0, "fixed batch": 1000.0},
-              {"default": 940.0, "default (control)": 870.0, "one call": 800.0, "fixed batch": 980.0}]
+    rounds = [{"config": 900.0, "config (control)": 880.0, "one call": 950.0, "fixed batch": 1000.0},
+              {"config": 940.0, "config (control)": 870.0, "one call": 800.0, "fixed batch": 980.0}]
     ratios = ps.best_ratios(rounds)
-    assert set(ratios) == {"default", "default (control)", "one call"}
-    assert ratios["default"] == (940.0, pytest.approx(0.94)) and ratios["one call"][1] == pytest.approx(0.95)
+    assert set(ratios) == {"config", "config (control)", "one call"}
+    assert ratios["config"] == (940.0, pytest.approx(0.94)) and ratios["one call"][1] == pytest.approx(0.95)
     md = ps.markdown(ratios, 1000.0, 2, 300)
-    assert "| one call | 950 | 0.950 |" in md and "noise floor (the two default pipelines): 0.060" in md
-    assert set(ps.SETTINGS["default (control)"]) == set(ps.SETTINGS["default"]) == set()
+    assert "| one call | 950 | 0.950 |" in md and "noise floor (the config's pipeline twice): 0.060" in md
+    controls = [kw for name, kw in ps.SETTINGS.items() if name.startswith("config")]
+    assert controls == [{}, {}]

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,3 +76,17 @@ def test_bench_prints_one_json_line():
     assert line["pairs_per_s"] > 0 and line["pairs_per_s_synthetic"] > 0
     assert 0 < line["pipeline_ratio"] < 10 and line["views"] == 2
     assert line["pipeline_alone_per_s"] > 0 and line["pipeline_cpu_ms_per_step"] > 0
+
+
+def test_how_a_run_is_carried_out_may_change_what_it_learns_may_not(tmp_path):
+    from keras_ssl.config import ConfigError, load_config
+    from keras_ssl.train import prepare_run_dir
+    run_dir = tmp_path / "run"
+    prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json"))
+    (run_dir / "checkpoints").mkdir()
+    # Threads making batches, logging and checkpoint cadence: the same batches and updates.
+    prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json", {
+        "train.pipeline_threads": 0, "train.log_every": 7, "train.checkpoint_every": 3}))
+    assert json.loads((run_dir / "config.json").read_text())["train"]["pipeline_threads"] == 0
+    with pytest.raises(ConfigError, match=r"differs in: train\b"):
+        prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json", {"train.momentum": 0.5}))

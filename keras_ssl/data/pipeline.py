@@ -22,18 +22,20 @@ def batch_seed(seed: int, step) -> tf.Tensor:
 
 
 def pretext_batches(images: np.ndarray, pretext, batch_size: int, seed: int,
-                    start_step: int, end_step: int, threads: int = 0, *,
-                    parallel_calls: int = tf.data.AUTOTUNE, prefetch: int = tf.data.AUTOTUNE,
+                    start_step: int, end_step: int, threads: int = 1, *,
                     intra_op_threads: int = 0) -> tf.data.Dataset:
     """Dataset of ``(views, labels)`` global batches for steps [start_step, end_step).
 
     ``images``: uint8 [N, H, W, C]. Images are drawn uniformly with
-    replacement (as the egomotion protocol draws its pairs). ``threads``: a
-    private tf.data thread pool of that size (0: TensorFlow's shared one);
-    ``parallel_calls``, ``prefetch``, ``intra_op_threads``: tf.data's
-    settings (AUTOTUNE, AUTOTUNE and 0 = TensorFlow's defaults;
-    ``benchmarks/pipeline_settings.py`` compares them). None of them changes
-    the batches.
+    replacement (as the egomotion protocol draws its pairs). ``threads``: the
+    threads that make batches, a private tf.data pool of that size making as
+    many batches at once, two or more ready ahead of the step. One is enough
+    on a CPU (a batch of 125 egomotion pairs takes about 1 ms) and leaves the
+    cores to the training step (``benchmarks/pipeline_settings.py``). 0:
+    TensorFlow's shared pool with autotuned parallelism and prefetch, for
+    machines where the step runs on accelerators. ``intra_op_threads``:
+    tf.data's ``max_intra_op_parallelism`` (0: its default). None of these
+    changes the batches.
     """
     n = int(images.shape[0])
     table = tf.constant(images)
@@ -45,7 +47,7 @@ def pretext_batches(images: np.ndarray, pretext, batch_size: int, seed: int,
         return pretext(x, idx, tf.cast(s_pre, tf.int32))
 
     ds = tf.data.Dataset.range(start_step, end_step)
-    ds = ds.map(make, num_parallel_calls=parallel_calls, deterministic=True)
+    ds = ds.map(make, num_parallel_calls=threads or tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -53,4 +55,4 @@ def pretext_batches(images: np.ndarray, pretext, batch_size: int, seed: int,
         options.threading.private_threadpool_size = threads
     if intra_op_threads:
         options.threading.max_intra_op_parallelism = intra_op_threads
-    return ds.with_options(options).prefetch(prefetch)
+    return ds.with_options(options).prefetch(max(2, threads) if threads else tf.data.AUTOTUNE)
