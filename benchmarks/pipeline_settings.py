@@ -15,9 +15,7 @@ gap is the noise floor a setting has to clear. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,21 +63,13 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from keras_ssl import registry
-    from keras_ssl.bench import _rate
+    from keras_ssl.bench import _rate, timed_setup
     from keras_ssl.config import load_config
-    from keras_ssl.data import load_pretrain
     from keras_ssl.data.pipeline import pretext_batches
-    from keras_ssl.trainer import Pretrainer
 
     cfg = load_config(args.config)
     t = cfg.train
-    shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
-    pretext = registry.build("pretext", cfg.pretext, shape)
-    images = load_pretrain(cfg.data).images
-    tmp = tempfile.mkdtemp(prefix="keras_ssl_pipeline_")
-    try:
-        trainer = Pretrainer(cfg, tmp, pretext, progress=False, num_images=len(images))
+    with timed_setup(cfg) as (trainer, pretext, images):
         dist = trainer.strategy.experimental_distribute_dataset
 
         def batches(**kw):
@@ -94,8 +84,6 @@ def main(argv=None) -> int:
             rounds.append({name: _rate(trainer, it, args.steps, args.warmup, 1, t.batch_size)
                            for name, it in iterators.items()})
             print(f"round {i}: " + ", ".join(f"{k} {v:,.0f}" for k, v in rounds[-1].items()), flush=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     fixed_best = max(r["fixed batch"] for r in rounds)
     print(markdown(best_ratios(rounds), fixed_best, args.rounds, args.steps))
     return 0

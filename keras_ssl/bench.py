@@ -13,6 +13,7 @@ from the step on a small machine); ``views``, the encoder passes per example
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -62,14 +63,23 @@ def _pipeline_alone(ds, steps, batch):
     return steps * batch / wall, 1000.0 * used / steps
 
 
-def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
-    t = cfg.train
+@contextlib.contextmanager
+def timed_setup(cfg):
+    """``(trainer, pretext, images)`` to time ``cfg``'s training step with; the
+    trainer's scratch directory is removed afterwards."""
     shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
     pretext = registry.build("pretext", cfg.pretext, shape)
     images = load_pretrain(cfg.data).images
     tmp = tempfile.mkdtemp(prefix="keras_ssl_bench_")
     try:
-        trainer = Pretrainer(cfg, tmp, pretext, progress=False, num_images=len(images))
+        yield Pretrainer(cfg, tmp, pretext, progress=False, num_images=len(images)), pretext, images
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
+    t = cfg.train
+    with timed_setup(cfg) as (trainer, pretext, images):
         ds = pretext_batches(images, pretext, t.batch_size, cfg.seed, 0, 10 ** 9, t.pipeline_threads)
         live = iter(trainer.strategy.experimental_distribute_dataset(ds))
         fixed = next(iter(ds))
@@ -78,8 +88,6 @@ def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
         e2e = _rate(trainer, live, steps, warmup, repeats, t.batch_size)
         syn = _rate(trainer, synth_it, steps, warmup, repeats, t.batch_size)
         alone, cpu_ms = _pipeline_alone(ds, steps, t.batch_size)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"config": cfg.name, "encoder": cfg.encoder.name, "pretext": cfg.pretext.name,
             "method": cfg.method.name, "batch": t.batch_size, "views": len(pretext.view_names),
             "steps_per_execution": t.steps_per_execution, "jit_compile": t.jit_compile,
