@@ -32,7 +32,7 @@ import tensorflow as tf
 from keras_ssl.data import few_label_subset, load_labeled, split_validation
 from keras_ssl.data.pipeline import to_float
 from keras_ssl.encoders import tap_outputs
-from keras_ssl.evaluate import accuracy, encode, mlp_head, subset_seed, train_classifier
+from keras_ssl.evaluation.protocols import accuracy, encode, mlp_head, subset_seed, train_classifier
 
 VARIANTS = ("base", "standardize", "conv1_maps", "conv2_maps", "steps8k", "lr03", "shift1", "shift2")
 

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from keras_ssl.bench import _rate, timed_setup
+    from keras_ssl.training.bench import _rate, timed_setup
     from keras_ssl.config import load_config
     from keras_ssl.data.pipeline import pretext_batches
 

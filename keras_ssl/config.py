@@ -202,7 +202,7 @@ def _convert(value, tp, key: str, where: str):
             raise ConfigError(f"{where}: '{key}' must be an object")
         return dict(value)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, where)
+        return build_dataclass(tp, value, key, where)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
@@ -238,8 +238,10 @@ def _check_range(value, meta, key, where):
             raise ConfigError(f"{where}: '{key}' must be <= {hi}, got {v!r}")
 
 
-def _build(cls, data, prefix: str, where: str):
-    """Build dataclass ``cls`` from dict ``data``, strictly."""
+def build_dataclass(cls, data, prefix: str, where: str):
+    """Build dataclass ``cls`` from dict ``data``, strictly: unknown keys, wrong types and
+    values outside a field's :func:`num` range raise ConfigError naming ``prefix.key``
+    and ``where``; then the object's ``validate()``, if it has one, runs."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: '{prefix or 'config'}' must be an object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -287,7 +289,7 @@ def _build_component(kind: str, data, key: str, where: str) -> Component:
         params_cls = registry.params_class(kind, name)
     except KeyError as e:
         raise ConfigError(f"{where}: '{key}.name': {e.args[0]}") from None
-    params = _build(params_cls, {k: v for k, v in data.items() if k != "name"}, key, where)
+    params = build_dataclass(params_cls, {k: v for k, v in data.items() if k != "name"}, key, where)
     return Component(name=name, params=params)
 
 
@@ -323,7 +325,7 @@ def apply_overrides(raw: dict, overrides: dict[str, Any], where: str) -> dict:
 
 
 def config_from_dict(raw: dict, where: str = "<dict>") -> ExperimentConfig:
-    return _build(ExperimentConfig, raw, "", where)
+    return build_dataclass(ExperimentConfig, raw, "", where)
 
 
 def read_json_object(path: Path, what: str = "config") -> dict:

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from support import ROOT
 
 from keras_ssl.config import ConfigError, apply_overrides, load_config, parse_override, to_dict
 
@@ -86,7 +87,7 @@ def test_resolved_config_round_trips(tmp_path):
 
 def test_every_shipped_config_loads():
     from pathlib import Path
-    root = Path(__file__).resolve().parents[1] / "configs"
+    root = ROOT / "configs"
     paths = sorted(p for p in root.rglob("*.json") if not p.name.endswith("_tune.json"))
     assert paths
     for p in paths:

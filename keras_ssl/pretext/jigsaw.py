@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from keras_ssl import permutations as perm_lib
+from keras_ssl.pretext import permutations as perm_lib
 from keras_ssl.config import ConfigError, num
 from keras_ssl.pretext.base import Pretext
 from keras_ssl.pretext.patches import check_geometry, check_options, crop_tiles, tile_origins

@@ -1,0 +1,225 @@
+"""Local server speaking TF Serving's REST and gRPC APIs.
+
+For machines without TF Serving (it ships as a Docker image) and for our
+tests. Takes the flags of ``tensorflow_model_server``::
+
+    python -m keras_ssl.serve --model_name=mnist_egomotion \\
+        --model_base_path=runs/RUN/export/mnist_egomotion \\
+        [--port=8500] [--rest_api_port=8501] [--host=127.0.0.1] \\
+        [--model_config_file=serving/models.config] \\
+        [--enable_batching --batching_parameters_file=serving/batching.config] \\
+        [--file_system_poll_wait_seconds=1] [--model_config_file_poll_wait_seconds=0] \\
+        [--max_body_bytes=67108864]
+
+A port of 0 disables that front end (as TF Serving's ``--rest_api_port=0``).
+Extra flags (not in TF Serving): ``--host``, ``--max_body_bytes`` (REST body
+and gRPC message limit, default 64 MiB), ``--max_image_pixels`` (encoded
+images larger than this are refused before decoding), ``--allow_nonfinite``
+(accept NaN/Infinity in float inputs; refused by default because an encoder
+turns them into NaN features), ``--grpc_max_workers``. Also TF Serving's
+``--rest_api_num_threads`` (here: REST connections served at once),
+``--rest_api_timeout_in_ms``, ``--tensorflow_intra_op_parallelism`` and
+``--tensorflow_inter_op_parallelism``.
+
+Library use (tests, benchmarks): :func:`start_server` returns a
+:class:`ServerHandle` with the bound ports (0 = pick a free port).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from keras_ssl.export.contract import NAME_RE
+from keras_ssl.server.models import (BatchingConfig, Limits, ModelConfig, ModelManager,
+                                      parse_batching_config, parse_models_config)
+
+log = logging.getLogger("keras_ssl.serve")
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class ServerHandle:
+    manager: ModelManager
+    rest: Optional[object]
+    grpc: Optional[object]
+
+    @property
+    def rest_port(self) -> Optional[int]:
+        return self.rest.port if self.rest is not None else None
+
+    @property
+    def grpc_port(self) -> Optional[int]:
+        return self.grpc.port if self.grpc is not None else None
+
+    def stop(self):
+        if self.rest is not None:
+            self.rest.stop()
+        if self.grpc is not None:
+            self.grpc.stop()
+        self.manager.stop()
+
+
+def start_server(models: Sequence[ModelConfig], *, host: str = "127.0.0.1",
+                 grpc_port: Optional[int] = 0, rest_port: Optional[int] = 0,
+                 batching: Optional[BatchingConfig] = None, poll_wait_seconds: float = 1.0,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, limits: Optional[Limits] = None,
+                 grpc_max_workers: int = 64, rest_max_connections: int = 256,
+                 rest_timeout_seconds: float = 60.0, model_config_file: Optional[str] = None,
+                 model_config_poll_seconds: float = 0) -> ServerHandle:
+    """Load the models (blocking) and start the front ends; a port of None disables one."""
+    from keras_ssl.server.grpc_api import GrpcServer
+    from keras_ssl.server.rest import RestServer
+
+    limits = limits or Limits(max_tensor_bytes=4 * max_body_bytes)
+    manager = ModelManager(list(models), batching=batching, poll_wait_seconds=poll_wait_seconds,
+                           limits=limits).start()
+    if model_config_file and model_config_poll_seconds > 0:
+        manager.watch_config_file(model_config_file, model_config_poll_seconds)
+    rest = grpc_srv = None
+    try:
+        if grpc_port is not None:
+            grpc_srv = GrpcServer(manager, host, grpc_port, max_message_bytes=max_body_bytes,
+                                  max_workers=grpc_max_workers,
+                                  max_tensor_bytes=limits.max_tensor_bytes).start()
+        if rest_port is not None:
+            rest = RestServer(manager, host, rest_port, max_body_bytes=max_body_bytes,
+                              max_connections=rest_max_connections,
+                              timeout_seconds=rest_timeout_seconds).start()
+    except Exception:
+        if grpc_srv is not None:
+            grpc_srv.stop()
+        manager.stop()
+        raise
+    return ServerHandle(manager, rest, grpc_srv)
+
+
+def _bool_flag(v: Optional[str]) -> bool:
+    if v is None:
+        return True
+    if v.lower() in ("true", "1", "yes"):
+        return True
+    if v.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m keras_ssl.serve",
+        description="Local TF-Serving-compatible model server (REST + gRPC).")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0 disables)")
+    p.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0 disables)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--model_name", default="default")
+    p.add_argument("--model_base_path", help="directory holding integer version directories")
+    p.add_argument("--model_config_file", help="ModelServerConfig text proto (models.config)")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                   help="re-read --model_config_file this often (0: never)")
+    p.add_argument("--enable_batching", type=_bool_flag, nargs="?", const=True, default=False)
+    p.add_argument("--batching_parameters_file", help="BatchingParameters text proto")
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                   help="seconds between version polls (0: poll once at start)")
+    p.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                   help="limit of a REST body / gRPC message (413 / RESOURCE_EXHAUSTED above)")
+    p.add_argument("--max_image_pixels", type=int, default=4096 * 4096,
+                   help="encoded images with more pixels are refused before decoding")
+    p.add_argument("--allow_nonfinite", type=_bool_flag, nargs="?", const=True, default=False,
+                   help="accept NaN/Infinity in float inputs")
+    p.add_argument("--grpc_max_workers", type=int, default=64, help="gRPC handler threads")
+    p.add_argument("--rest_api_num_threads", type=int, default=256,
+                   help="REST connections served at once (more get 503)")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=60000,
+                   help="REST socket timeout per request read")
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                   help="threads per TF op (0: TF default)")
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                   help="TF ops run in parallel (0: TF default)")
+    p.add_argument("--verbose", action="store_true")
+    return p
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if args.model_config_file:
+        path = Path(args.model_config_file)
+        if not path.is_file():
+            return _fail(f"--model_config_file not found: {path}")
+        try:
+            models = parse_models_config(path.read_text(), str(path))
+        except ValueError as e:
+            return _fail(str(e))
+    else:
+        if not args.model_base_path:
+            return _fail("give --model_base_path (with --model_name) or --model_config_file")
+        if not NAME_RE.match(args.model_name):
+            return _fail(f"invalid --model_name {args.model_name!r}")
+        models = [ModelConfig(name=args.model_name, base_path=args.model_base_path)]
+    batching = None
+    if args.enable_batching:
+        if args.batching_parameters_file:
+            bpath = Path(args.batching_parameters_file)
+            if not bpath.is_file():
+                return _fail(f"--batching_parameters_file not found: {bpath}")
+            try:
+                batching = parse_batching_config(bpath.read_text(), str(bpath))
+            except ValueError as e:
+                return _fail(str(e))
+        else:
+            batching = BatchingConfig()
+    for name, v in (("--max_body_bytes", args.max_body_bytes), ("--max_image_pixels", args.max_image_pixels),
+                    ("--grpc_max_workers", args.grpc_max_workers),
+                    ("--rest_api_num_threads", args.rest_api_num_threads),
+                    ("--rest_api_timeout_in_ms", args.rest_api_timeout_in_ms)):
+        if v < 1:
+            return _fail(f"{name} must be positive")
+    if args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism:
+        import tensorflow as tf
+
+        if args.tensorflow_intra_op_parallelism:
+            tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+        if args.tensorflow_inter_op_parallelism:
+            tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+    limits = Limits(max_image_pixels=args.max_image_pixels,
+                    max_tensor_bytes=4 * args.max_body_bytes, allow_nonfinite=args.allow_nonfinite)
+    try:
+        handle = start_server(
+            models, host=args.host, grpc_port=args.port or None, rest_port=args.rest_api_port or None,
+            batching=batching, poll_wait_seconds=args.file_system_poll_wait_seconds,
+            max_body_bytes=args.max_body_bytes, limits=limits, grpc_max_workers=args.grpc_max_workers,
+            rest_max_connections=args.rest_api_num_threads,
+            rest_timeout_seconds=args.rest_api_timeout_in_ms / 1000,
+            model_config_file=args.model_config_file,
+            model_config_poll_seconds=args.model_config_file_poll_wait_seconds)
+    except OSError as e:
+        return _fail(f"cannot bind: {e}")
+    if handle.grpc_port:
+        log.info("Running gRPC ModelServer at %s:%d ...", args.host, handle.grpc_port)
+    if handle.rest_port:
+        log.info("Exporting HTTP/REST API at:%s:%d ...", args.host, handle.rest_port)
+    if batching is not None:
+        log.info("Batching: %s", batching)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    log.info("Shutting down")
+    handle.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

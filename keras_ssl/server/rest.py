@@ -1,0 +1,431 @@
+"""TF Serving's REST API on the standard library (``http.server``).
+
+Routes (as TF Serving)::
+
+    GET  /v1/models/NAME[/versions/N | /labels/L]            status
+    GET  /v1/models/NAME[/versions/N | /labels/L]/metadata   signature metadata
+    POST /v1/models/NAME[/versions/N | /labels/L]:predict    row or columnar predict
+
+Every error is ``{"error": "..."}`` with TF Serving's HTTP status for its
+code; client mistakes are 4xx, never 500. The path is matched by a strict
+regex and the name / version / label are checked before the model manager
+looks them up in memory.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import socket
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+
+import numpy as np
+
+from keras_ssl.export.contract import INT64_MAX, LABEL_RE, NAME_RE, SERVING_SIGNATURE
+from keras_ssl.server.models import (ModelManager, ServingError,
+                                      invalid, not_found)
+
+log = logging.getLogger("keras_ssl.serve")
+
+_PATH_RE = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?/?$")
+
+
+def parse_path(path: str) -> dict:
+    """Split and validate a REST path; raises ServingError (404 / 400)."""
+    path = path.split("?", 1)[0]
+    m = _PATH_RE.match(path)
+    if not m:
+        raise not_found(f"Malformed request: unknown path {path[:200]!r}; expected "
+                        "/v1/models/NAME[/versions/N|/labels/L][/metadata|:predict]")
+    name, version, label = m.group("name"), m.group("version"), m.group("label")
+    if not NAME_RE.match(name):
+        raise invalid(f"invalid model name {name[:130]!r}: expected [A-Za-z0-9][A-Za-z0-9_.-]*")
+    v = None
+    if version is not None:
+        if not re.fullmatch(r"[0-9]{1,19}", version) or int(version) > INT64_MAX:
+            raise invalid(f"invalid version {version[:40]!r}: must be a non-negative 64-bit integer")
+        v = int(version)
+    if label is not None and not LABEL_RE.match(label):
+        raise invalid(f"invalid version label {label[:130]!r}: expected [A-Za-z0-9][A-Za-z0-9_.-]*")
+    return {"name": name, "version": v, "label": label,
+            "metadata": bool(m.group("metadata")), "verb": m.group("verb")}
+
+
+# --------------------------------------------------------------------------
+# JSON <-> tensors
+# --------------------------------------------------------------------------
+
+def _b64decode(s: Any, where: str) -> bytes:
+    if not isinstance(s, str):
+        raise invalid(f"{where}: \"b64\" must hold a base64 string, got {type(s).__name__}")
+    t = s.strip().replace("-", "+").replace("_", "/")  # accept web-safe too
+    t += "=" * (-len(t) % 4)
+    try:
+        return base64.b64decode(t, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(f"{where}: invalid base64 data in {{\"b64\": ...}}") from None
+
+
+def _is_b64(v) -> bool:
+    return isinstance(v, dict) and len(v) == 1 and "b64" in v
+
+
+def _has_b64(v) -> bool:
+    """Whether a JSON value (nested lists) contains a {"b64": ...} leaf (checks the first leaf path)."""
+    while isinstance(v, list) and v:
+        v = v[0]
+    return _is_b64(v) or isinstance(v, str)
+
+
+def _to_bytes_tree(v, where: str):
+    if _is_b64(v):
+        return _b64decode(v["b64"], where)
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    if isinstance(v, list):
+        return [_to_bytes_tree(x, where) for x in v]
+    if isinstance(v, dict):
+        raise invalid(f"{where}: unexpected object {sorted(v)[:5]}; binary values are {{\"b64\": ...}}")
+    return v
+
+
+def json_to_array(value, where: str) -> np.ndarray:
+    """A JSON tensor (nested lists; b64 objects for bytes) -> ndarray (object for bytes)."""
+    if _has_b64(value):
+        tree = _to_bytes_tree(value, where)
+        try:
+            arr = np.array(tree, dtype=object)
+        except ValueError:
+            raise invalid(f"{where}: ragged tensor (lists of different lengths)") from None
+        if arr.size and any(isinstance(e, list) for e in arr.flat):
+            raise invalid(f"{where}: ragged tensor (lists of different lengths)")
+        return arr
+    if isinstance(value, dict):
+        raise invalid(f"{where}: unexpected object with keys {sorted(value)[:5]}")
+    try:
+        arr = np.asarray(value)
+    except ValueError:
+        raise invalid(f"{where}: ragged tensor (lists of different lengths) or more than 32 "
+                      "dimensions") from None
+    if arr.dtype == object:
+        if arr.size and any(isinstance(e, (list, dict)) for e in arr.flat):
+            raise invalid(f"{where}: ragged tensor or mixed values")
+        if any(e is None for e in arr.flat):
+            raise invalid(f"{where}: null values are not allowed")
+        if all(isinstance(e, int) for e in arr.flat):
+            raise invalid(f"{where}: integer values out of the 64-bit range")
+        raise invalid(f"{where}: mixed value types")
+    return arr
+
+
+def decode_predict_body(body: bytes) -> tuple[str, Any, str]:
+    """Parse a :predict body -> (signature_name, {input: ndarray}, "row"|"columnar")."""
+    try:
+        req = json.loads(body)
+    except UnicodeDecodeError:
+        raise invalid("request body is not UTF-8 JSON") from None
+    except json.JSONDecodeError as e:
+        raise invalid(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise invalid("JSON nested too deeply") from None
+    if not isinstance(req, dict):
+        raise invalid("request body must be a JSON object with \"instances\" or \"inputs\"")
+    sig = req.get("signature_name", "")
+    if not isinstance(sig, str):
+        raise invalid("\"signature_name\" must be a string")
+    has_inst, has_inp = "instances" in req, "inputs" in req
+    if has_inst and has_inp:
+        raise invalid("request has both \"instances\" and \"inputs\"; use exactly one")
+    if not has_inst and not has_inp:
+        raise invalid("missing \"instances\" (row format) or \"inputs\" (columnar format)")
+    return sig, req["instances"] if has_inst else req["inputs"], "row" if has_inst else "columnar"
+
+
+def rows_to_inputs(instances, input_names: list[str]) -> dict:
+    if not isinstance(instances, list):
+        raise invalid("\"instances\" must be a list with one entry per example")
+    if not instances:
+        raise invalid("\"instances\" is empty")
+    first = instances[0]
+    named = isinstance(first, dict) and not _is_b64(first)
+    if not named:
+        if len(input_names) != 1:
+            raise invalid(f"this signature has inputs {input_names}: each instance must be an "
+                          "object keyed by input name")
+        if any(isinstance(x, dict) and not _is_b64(x) for x in instances):
+            raise invalid("instances mix objects and plain values")
+        return {input_names[0]: json_to_array(instances, f"input '{input_names[0]}'")}
+    cols: dict[str, list] = {}
+    for i, inst in enumerate(instances):
+        if not isinstance(inst, dict) or _is_b64(inst):
+            raise invalid(f"instance {i} is not an object keyed by input name")
+        if set(inst) != set(first):
+            raise invalid(f"instance {i} has keys {sorted(inst)}, instance 0 has {sorted(first)}")
+        for k, v in inst.items():
+            cols.setdefault(k, []).append(v)
+    return {k: json_to_array(v, f"input '{k}'") for k, v in cols.items()}
+
+
+def columns_to_inputs(inputs, input_names: list[str]) -> dict:
+    if isinstance(inputs, dict) and not _is_b64(inputs):
+        if not inputs:
+            raise invalid("\"inputs\" is an empty object")
+        return {k: json_to_array(v, f"input '{k}'") for k, v in inputs.items()}
+    if len(input_names) != 1:
+        raise invalid(f"this signature has inputs {input_names}: \"inputs\" must be an object "
+                      "keyed by input name")
+    return {input_names[0]: json_to_array(inputs, f"input '{input_names[0]}'")}
+
+
+def _out_json(name: str, arr: np.ndarray):
+    if arr.dtype == object or arr.dtype.kind == "S":
+        if name.endswith("_bytes"):
+            f = lambda b: {"b64": base64.b64encode(b).decode("ascii")}  # noqa: E731
+        else:
+            f = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
+        return np.vectorize(f, otypes=[object])(arr).tolist() if arr.size else arr.tolist()
+    return arr.tolist()
+
+
+def encode_predict_response(outputs: dict, fmt: str) -> dict:
+    names = sorted(outputs)
+    if fmt == "columnar":
+        if len(names) == 1:
+            return {"outputs": _out_json(names[0], outputs[names[0]])}
+        return {"outputs": {k: _out_json(k, outputs[k]) for k in names}}
+    if len(names) == 1:
+        return {"predictions": _out_json(names[0], outputs[names[0]])}
+    cols = {k: _out_json(k, outputs[k]) for k in names}
+    n = len(next(iter(cols.values())))
+    if any(len(v) != n for v in cols.values()):
+        raise ServingError("INVALID_ARGUMENT", "outputs have different batch sizes; use the "
+                           "columnar format (\"inputs\")")
+    return {"predictions": [{k: cols[k][i] for k in names} for i in range(n)]}
+
+
+def status_json(states) -> dict:
+    return {"model_version_status": [
+        {"version": str(v), "state": st.state,
+         "status": {"error_code": st.error_code, "error_message": st.error_message}}
+        for v, st in states]}
+
+
+def metadata_json(lv, name: str) -> dict:
+    from google.protobuf import json_format
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    sdm = get_model_metadata_pb2.SignatureDefMap()
+    for k, sd in lv.signature_defs.items():
+        sdm.signature_def[k].CopyFrom(sd)
+    return {"model_spec": {"name": name, "signature_name": "", "version": str(lv.version)},
+            "metadata": {"signature_def": json_format.MessageToDict(
+                sdm, preserving_proto_field_name=True)}}
+
+
+# --------------------------------------------------------------------------
+# HTTP server
+# --------------------------------------------------------------------------
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "keras_ssl-serving"
+    timeout = 60  # seconds a client may take to send its request
+
+    manager: ModelManager
+    max_body_bytes: int
+
+    def log_message(self, fmt, *args):  # route to logging, quiet by default
+        log.debug("%s - %s", self.address_string(), fmt % args)
+
+    def setup(self):
+        super().setup()
+        # One small response per request: disable Nagle so it is not held
+        # back waiting for the client's delayed ACK (40 ms per request).
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    def _send(self, status: int, obj: Any, close: bool = False):
+        try:
+            body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as e:
+            status, body = 500, json.dumps({"error": f"cannot encode response: {e}"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        # headers and body in one write (end_headers would flush the headers alone)
+        self._headers_buffer.append(b"\r\n")
+        self.wfile.write(b"".join(self._headers_buffer) + body)
+        self._headers_buffer = []
+
+    def _error(self, e: ServingError, close: bool = False):
+        self._send(e.http_status, {"error": e.message}, close=close)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
+            self.close_connection = True
+            raise ServingError("INVALID_ARGUMENT", "chunked bodies are not supported; send Content-Length")
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            self.close_connection = True
+            raise invalid("missing Content-Length header")
+        try:
+            n = int(raw)
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise invalid(f"invalid Content-Length {raw[:40]!r}") from None
+        if n > self.max_body_bytes:
+            self.close_connection = True
+            # Drain a moderately oversized body so the client reads our 413
+            # instead of a broken pipe; a huge one is not read at all.
+            if n <= max(2 * self.max_body_bytes, 8 << 20):
+                left = n
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 16))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            raise ServingError("PAYLOAD_TOO_LARGE",
+                               f"request body of {n} bytes exceeds the limit of "
+                               f"{self.max_body_bytes} bytes (--rest_api_max_body_bytes)")
+        return self.rfile.read(n)
+
+    def _dispatch(self, method: str):
+        try:
+            if method == "POST":
+                body = self._read_body()
+            else:
+                body = b""
+                if self.headers.get("Content-Length", "0").strip() not in ("", "0"):
+                    self.close_connection = True  # unread body: do not reuse the connection
+            route = parse_path(self.path)
+            if method == "GET":
+                if route["verb"] is not None:
+                    raise ServingError("METHOD_NOT_ALLOWED", f":{route['verb']} needs POST")
+                if route["metadata"]:
+                    lv = self.manager.resolve(route["name"], route["version"], route["label"])
+                    self._send(200, metadata_json(lv, route["name"]))
+                else:
+                    st = self.manager.status(route["name"], route["version"], route["label"])
+                    self._send(200, status_json(st))
+                return
+            if route["metadata"] or route["verb"] is None:
+                raise ServingError("METHOD_NOT_ALLOWED", "status and metadata need GET")
+            if route["verb"] in ("classify", "regress"):
+                raise ServingError("UNIMPLEMENTED", f":{route['verb']} is not supported by these "
+                                   "feature-extraction models; use :predict")
+            if route["verb"] != "predict":
+                raise not_found(f"Malformed request: unknown verb ':{route['verb']}'")
+            lv = self.manager.resolve(route["name"], route["version"], route["label"])
+            sig_name, payload, fmt = decode_predict_body(body)
+            sig_key = sig_name or SERVING_SIGNATURE
+            names = sorted(lv.inputs.get(sig_key, {}))
+            if sig_key not in lv.fns:
+                lv.predict(sig_key, {})  # raises the standard unknown-signature error
+            inputs = rows_to_inputs(payload, names) if fmt == "row" else columns_to_inputs(payload, names)
+            _, out = lv.predict(sig_key, inputs)
+            self._send(200, encode_predict_response(out, fmt))
+        except ServingError as e:
+            status = {"PAYLOAD_TOO_LARGE": 413, "METHOD_NOT_ALLOWED": 405}.get(e.code, e.http_status)
+            self._send(status, {"error": e.message}, close=self.close_connection)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as e:  # noqa: BLE001 - a bug must not kill the server thread silently
+            log.exception("internal error on %s %s", method, self.path[:200])
+            try:
+                self._send(500, {"error": f"internal error: {type(e).__name__}: {e}"})
+            except OSError:
+                self.close_connection = True
+
+    def do_GET(self):  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self):  # noqa: N802
+        self._dispatch("POST")
+
+    def _unsupported(self):
+        self._send(405, {"error": f"method {self.command} not allowed"}, close=True)
+
+    do_PUT = do_DELETE = do_PATCH = _unsupported  # noqa: N815
+
+    def send_error(self, code, message=None, explain=None):
+        """Malformed HTTP (bad request line, headers too long...): JSON error, then close."""
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # unparseable request line: still send a status line
+        try:
+            self._send(code if 400 <= code < 600 else 400,
+                       {"error": message or HTTPStatus(code).phrase}, close=True)
+        except Exception:  # noqa: BLE001
+            self.close_connection = True
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` at once (then 503 + close)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+    max_connections = 256
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                body = b'{"error":"too many open connections; retry later"}'
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
+                                + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class RestServer:
+    """REST front end bound to (host, port); ``port=0`` picks a free port."""
+
+    def __init__(self, manager: ModelManager, host: str = "127.0.0.1", port: int = 8501,
+                 max_body_bytes: int = 64 * 1024 * 1024, max_connections: int = 256,
+                 timeout_seconds: float = 60.0):
+        handler = type("Handler", (_Handler,), {"manager": manager, "max_body_bytes": max_body_bytes,
+                                                 "timeout": timeout_seconds})
+        server_cls = type("HTTPServer", (_HTTPServer,), {"max_connections": max_connections})
+        self.httpd = server_cls((host, port), handler)
+        self.host, self.port = self.httpd.server_address[:2]
+        self.thread: Optional[threading.Thread] = None
+
+    def start(self):
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="rest", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

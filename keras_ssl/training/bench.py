@@ -1,0 +1,114 @@
+"""Pretraining throughput: ``python -m keras_ssl.bench --config CFG``.
+
+Prints one JSON line: ``pairs_per_s`` (end to end: images drawn and pretext
+views made on the fly by the tf.data pipeline, then the train step) and
+``pairs_per_s_synthetic`` (the same compiled step fed one fixed in-memory
+batch, so no pipeline cost), with their ratio; ``pipeline_alone_per_s`` and
+``pipeline_cpu_ms_per_step`` (the pipeline iterated with no training step:
+its rate, and the CPU time of all threads per batch, which is what it takes
+from the step on a small machine); ``views``, the encoder passes per example
+(2 for a pair, 5 for PIRL's image + 4 tiles). Each rate is the best of
+``--repeats`` timed windows of ``--steps`` steps after ``--warmup`` steps.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+
+import tensorflow as tf
+
+from keras_ssl import registry
+from keras_ssl.cli import add_config_args, config_from_args
+from keras_ssl.data import load_pretrain
+from keras_ssl.data.pipeline import pretext_batches
+from keras_ssl.training.loop import Pretrainer
+
+
+def _rate(trainer, iterator, steps, warmup, repeats, batch):
+    spe = trainer.cfg.train.steps_per_execution
+    chunk = trainer._chunk_fn(spe)
+    for _ in range(max(1, warmup // spe)):
+        float(chunk(iterator)["loss"])
+    best = 0.0
+    for _ in range(repeats):
+        n = max(1, steps // spe)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            out = chunk(iterator)
+        float(out["loss"])
+        best = max(best, n * spe * batch / (time.perf_counter() - t0))
+    return best
+
+
+def _pipeline_alone(ds, steps, batch):
+    """(examples/s, CPU ms per batch) of making batches with no training step beside it."""
+    import resource
+
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    it = iter(ds)
+    for _ in range(10):
+        next(it)
+    c0, t0 = cpu(), time.perf_counter()
+    for _ in range(steps):
+        next(it)
+    wall, used = time.perf_counter() - t0, cpu() - c0
+    return steps * batch / wall, 1000.0 * used / steps
+
+
+@contextlib.contextmanager
+def timed_setup(cfg):
+    """``(trainer, pretext, images)`` to time ``cfg``'s training step with; the
+    trainer's scratch directory is removed afterwards."""
+    shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
+    pretext = registry.build("pretext", cfg.pretext, shape)
+    images = load_pretrain(cfg.data).images
+    tmp = tempfile.mkdtemp(prefix="keras_ssl_bench_")
+    try:
+        yield Pretrainer(cfg, tmp, pretext, progress=False, num_images=len(images)), pretext, images
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
+    t = cfg.train
+    with timed_setup(cfg) as (trainer, pretext, images):
+        ds = pretext_batches(images, pretext, t.batch_size, cfg.seed, 0, 10 ** 9, t.pipeline_threads)
+        live = iter(trainer.strategy.experimental_distribute_dataset(ds))
+        fixed = next(iter(ds))
+        synth = tf.data.Dataset.from_tensors(fixed).repeat()
+        synth_it = iter(trainer.strategy.experimental_distribute_dataset(synth))
+        e2e = _rate(trainer, live, steps, warmup, repeats, t.batch_size)
+        syn = _rate(trainer, synth_it, steps, warmup, repeats, t.batch_size)
+        alone, cpu_ms = _pipeline_alone(ds, steps, t.batch_size)
+    return {"config": cfg.name, "encoder": cfg.encoder.name, "pretext": cfg.pretext.name,
+            "method": cfg.method.name, "batch": t.batch_size, "views": len(pretext.view_names),
+            "steps_per_execution": t.steps_per_execution, "jit_compile": t.jit_compile,
+            "replicas": trainer.strategy.num_replicas_in_sync, "timed_steps": steps,
+            "repeats": repeats, "pairs_per_s": round(e2e, 1), "pairs_per_s_synthetic": round(syn, 1),
+            "pipeline_ratio": round(e2e / syn, 3), "pipeline_alone_per_s": round(alone, 1),
+            "pipeline_cpu_ms_per_step": round(cpu_ms, 3), "tensorflow": tf.__version__}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m keras_ssl.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--steps", type=int, default=400, help="timed steps per window")
+    p.add_argument("--warmup", type=int, default=100, help="untimed steps first (compilation)")
+    p.add_argument("--repeats", type=int, default=3, help="timed windows; the best is reported")
+    args = p.parse_args(argv)
+    cfg = config_from_args(args)
+    print(json.dumps(run(cfg, args.steps, args.warmup, args.repeats)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

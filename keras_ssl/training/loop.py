@@ -1,0 +1,189 @@
+"""Pretraining under a tf.distribute strategy: a custom loop, not ``fit``.
+
+Why a custom loop: ``fit`` under MultiWorkerMirroredStrategy fails in Keras
+3.15 (see README, Decisions), and memory-bank methods need control over what
+crosses replicas. The loop runs ``steps_per_execution`` steps per
+``tf.function`` call (the step itself XLA-compiled on a single device),
+checkpoints every ``checkpoint_every`` steps, resumes from the latest
+checkpoint, stops on a non-finite loss, and writes TensorBoard summaries.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_ssl import registry
+from keras_ssl.data.pipeline import pretext_batches
+from keras_ssl.encoders import build_encoder
+from keras_ssl.training.errors import TrainingError
+from keras_ssl.training.optimizer import make_optimizer
+from keras_ssl.training.strategy import make_strategy
+
+
+# --------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------
+
+class Pretrainer:
+    """Builds encoder + method + optimizer in the strategy's scope and trains.
+
+    ``run_dir`` holds ``checkpoints/`` and ``tb/`` (TensorBoard). Call
+    :meth:`train`; afterwards ``self.encoder`` is the trained encoder.
+    """
+
+    def __init__(self, cfg, run_dir: Path, pretext, strategy=None, progress: bool = True,
+                 num_images: int | None = None):
+        self.cfg, self.run_dir, self.pretext = cfg, Path(run_dir), pretext
+        if num_images is not None:
+            # The range [0, num_images) of the sampler's ``index``: methods with
+            # per-image state (memory banks) size it from ``pretext.num_images``.
+            pretext.num_images = int(num_images)
+        self.strategy = strategy or make_strategy(cfg.train)
+        self.progress = progress
+        t = cfg.train
+        shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
+        with self.strategy.scope():
+            keras.utils.set_random_seed(cfg.seed)
+            self.encoder = build_encoder(cfg.encoder, shape)
+            self.method = registry.build("method", cfg.method, self.encoder, pretext)
+            self.optimizer, self.l2 = make_optimizer(t)
+            self.optimizer.build(self.method.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.ckpt = tf.train.Checkpoint(method=self.method, optimizer=self.optimizer, step=self.step)
+        self.manager = tf.train.CheckpointManager(self.ckpt, str(self.run_dir / "checkpoints"),
+                                                  max_to_keep=2)
+        self._chunk_fns = {}
+
+    # -- compiled pieces ---------------------------------------------------
+
+    def _replica_fn(self):
+        gb, l2, opt = self.cfg.train.batch_size, self.l2, self.optimizer
+
+        def step(views, labels):
+            return self.method.replica_step(views, labels, opt, gb, l2)
+
+        single = self.strategy.num_replicas_in_sync == 1 and not isinstance(
+            self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        return tf.function(step, jit_compile=bool(self.cfg.train.jit_compile and single))
+
+    def _chunk_fn(self, n: int):
+        """tf.function running ``n`` steps from the distributed iterator."""
+        if n in self._chunk_fns:
+            return self._chunk_fns[n]
+        replica = self._replica_fn()
+        strategy = self.strategy
+
+        @tf.function
+        def chunk(iterator):
+            views, labels = next(iterator)
+            sums = strategy.reduce("SUM", strategy.run(replica, args=(views, labels)), axis=None)
+            for _ in tf.range(n - 1):
+                views, labels = next(iterator)
+                out = strategy.reduce("SUM", strategy.run(replica, args=(views, labels)), axis=None)
+                sums = {k: sums[k] + out[k] for k in sums}
+            self.step.assign_add(n)
+            return sums
+
+        self._chunk_fns[n] = chunk
+        return chunk
+
+    # -- public ------------------------------------------------------------
+
+    def restore(self) -> int:
+        """Restore the latest checkpoint if any; returns the step reached."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.ckpt.restore(latest).assert_existing_objects_matched()
+        return int(self.step.numpy())
+
+    def train(self, images: np.ndarray, monitor=None) -> dict:
+        """Pretrain on uint8 ``images`` until ``train.steps``; returns a summary.
+
+        ``monitor``: optional ``encoder -> {tag: float}`` (e.g. kNN accuracy on
+        the validation split), called every ``train.monitor_every`` steps and
+        at the end; its values go to TensorBoard and ``summary["monitor"]``.
+        """
+        t = self.cfg.train
+        n = getattr(self.pretext, "num_images", None)
+        if n is not None and n != len(images):
+            raise TrainingError(f"the method was built for {n} images (num_images), got {len(images)}")
+        start = self.restore()
+        summary = {"start_step": start, "steps": t.steps}
+        if start >= t.steps:
+            summary.update(resumed_finished=True, seconds=0.0)
+            return summary
+        ds = pretext_batches(images, self.pretext, t.batch_size, self.cfg.seed, start, t.steps,
+                             t.pipeline_threads)
+        writer = tf.summary.create_file_writer(str(self.run_dir / "tb" / "pretrain"))
+        if start == 0 and t.sample_pairs:
+            self._log_samples(writer, images)
+        iterator = iter(self.strategy.experimental_distribute_dataset(ds))
+        bar = _progress(t.steps, start, "pretrain", self.progress)
+        acc, acc_steps, t_log = None, 0, time.perf_counter()
+        t0 = time.perf_counter()
+        step = start
+        last = {}
+        try:
+            while step < t.steps:
+                n = min(t.steps_per_execution, t.steps - step)
+                sums = {k: float(v) for k, v in self._chunk_fn(n)(iterator).items()}
+                step += n
+                loss = sums["loss"] / (n * t.batch_size)
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"loss became {loss} between steps {step - n} and {step}: lower "
+                        f"train.learning_rate (now {t.learning_rate}) or check the data; the last "
+                        f"good checkpoint is in {self.manager.directory}")
+                acc = sums if acc is None else {k: acc[k] + sums[k] for k in acc}
+                acc_steps += n
+                bar.update(n)
+                bar.set_postfix(loss=f"{loss:.3f}")
+                if step % t.log_every < n or step == t.steps:
+                    now = time.perf_counter()
+                    last = {k: v / (acc_steps * t.batch_size) for k, v in acc.items()}
+                    last["pairs_per_s"] = acc_steps * t.batch_size / (now - t_log)
+                    last["learning_rate"] = float(self.optimizer.learning_rate)
+                    with writer.as_default(step=step):
+                        for k, v in last.items():
+                            tf.summary.scalar(k, v)
+                    acc, acc_steps, t_log = None, 0, now
+                if monitor is not None and t.monitor_every and (
+                        step % t.monitor_every < n or step == t.steps):
+                    t_mon = time.perf_counter()
+                    values = {k: float(v) for k, v in monitor(self.encoder).items()}
+                    summary.setdefault("monitor", []).append({"step": step, **values})
+                    with writer.as_default(step=step):
+                        for k, v in values.items():
+                            tf.summary.scalar(k, v)
+                    t_log += time.perf_counter() - t_mon   # pairs_per_s counts training only
+                if step % t.checkpoint_every < n or step == t.steps:
+                    self.manager.save(checkpoint_number=step)
+        finally:
+            bar.close()
+            writer.flush()
+        summary.update(seconds=time.perf_counter() - t0, final=last)
+        return summary
+
+    def _log_samples(self, writer, images):
+        """A few pretext samples with their labels, as TensorBoard images."""
+        t = self.cfg.train
+        n = min(t.sample_pairs, t.batch_size)
+        views, labels = next(iter(pretext_batches(images, self.pretext, t.batch_size,
+                                                  self.cfg.seed, 0, 1)))
+        strips = tf.concat([views[v][:n] for v in self.pretext.view_names], axis=2)
+        text = "\n\n".join(f"sample {i}: {self.pretext.describe(labels, i)}" for i in range(n))
+        with writer.as_default(step=0):
+            tf.summary.image("pretext_samples", strips, max_outputs=n,
+                             description=f"views {' | '.join(self.pretext.view_names)}, left to right.\n\n{text}")
+            tf.summary.text("pretext_sample_labels", text)
+
+
+def _progress(total, initial, desc, enabled):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled,
+                dynamic_ncols=True, mininterval=1.0)

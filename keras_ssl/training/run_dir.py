@@ -1,0 +1,69 @@
+"""The run directory: where a run is written, and whether it may be resumed.
+
+Everything of a run goes under one directory (default ``runs/<config stem>``):
+``config.json`` (resolved config), ``checkpoints/``, ``tb/`` (TensorBoard),
+``encoder.keras``, ``results.json`` / ``results.md``, ``export/<name>/<v>/``
+and ``summary.json`` (wall times).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from keras_ssl.config import ConfigError, to_dict
+
+
+def default_run_dir(config_path: str, smoke: bool) -> Path:
+    return Path("runs") / (Path(config_path).stem + ("_smoke" if smoke else ""))
+
+
+#: Config sections that do not change what the checkpoints hold: a run directory
+#: may be run again with other values here (a finished run is then evaluated or
+#: exported again without pretraining again).
+AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke")
+#: Pretraining settings that change how the run is carried out, not what it
+#: learns (the batches and the updates stay the same): they may differ too.
+HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_every",
+                "train.monitor_every", "train.sample_pairs")
+
+
+def _pretraining_part(cfg_dict: dict) -> dict:
+    part = {k: v for k, v in cfg_dict.items() if k not in AFTER_PRETRAINING}
+    for dotted in HOW_NOT_WHAT:
+        section, key = dotted.split(".")
+        if isinstance(part.get(section), dict) and key in part[section]:
+            part[section] = {k: v for k, v in part[section].items() if k != key}
+    return part
+
+
+def prepare_run_dir(run_dir: Path, cfg) -> None:
+    """Create ``run_dir``; refuse to resume checkpoints pretrained with a different config.
+
+    Only the pretraining part of the config must match (see ``AFTER_PRETRAINING`` and
+    ``HOW_NOT_WHAT``):
+    ``--set eval.seeds=[0]`` on a finished run re-evaluates its encoder.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = run_dir / "config.json"
+    resolved = json.loads(json.dumps(to_dict(cfg)))
+    if saved.is_file() and (run_dir / "checkpoints").is_dir():
+        try:
+            old = json.loads(saved.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if not isinstance(old, dict) or _pretraining_part(old) != _pretraining_part(resolved):
+            before, now = _pretraining_part(old if isinstance(old, dict) else {}), _pretraining_part(resolved)
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            raise ConfigError(f"{run_dir} holds checkpoints of a run with a different pretraining "
+                              f"config (differs in: {', '.join(changed) or 'unreadable'}; see {saved}); "
+                              f"pass another --run-dir or remove that directory")
+    saved.write_text(json.dumps(resolved, indent=2) + "\n")
+
+
+def previous_pretrain(run_dir: Path) -> dict:
+    """The ``pretrain`` entry of the run directory's ``summary.json``, if a finished run wrote one."""
+    try:
+        pre = json.loads((run_dir / "summary.json").read_text()).get("pretrain")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return pre if isinstance(pre, dict) and pre.get("final") else {}

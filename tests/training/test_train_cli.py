@@ -1,0 +1,92 @@
+"""The main command end to end (smoke), as a user runs it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import ROOT  # noqa: E402
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_main_config_smoke_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    p = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
+                "--run-dir", str(run_dir), "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["train"]["steps"] == 8 and cfg["name"] == "mnist_egomotion"
+    res = json.loads((run_dir / "results.json").read_text())
+    protocols = {(r["protocol"], r["labels"]) for r in res["rows"]}
+    assert ("frozen_mlp", 20) in protocols and ("scratch", 50) in protocols
+    assert "thesis: egomotion" in (run_dir / "results.md").read_text()
+    assert (run_dir / "encoder.keras").is_file()
+    versions = list((run_dir / "export").glob("*/*/saved_model.pb"))
+    assert len(versions) == 1
+    assert list((run_dir / "tb" / "pretrain").glob("events.out.tfevents.*"))
+    assert "frozen_mlp" in p.stdout
+    first_pretrain = json.loads((run_dir / "summary.json").read_text())["pretrain"]
+    # Same command again: resumes (nothing left to train) and exports a new version.
+    p2 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
+                 "--run-dir", str(run_dir), "--no-progress", "--skip-eval")
+    assert p2.returncode == 0, p2.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["pretrain"].get("resumed_finished") is True
+    assert len(list((run_dir / "export").glob("*/*/saved_model.pb"))) == 2
+    # Another evaluation of the finished run: allowed, nothing is pretrained again.
+    p3 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
+                 "--run-dir", str(run_dir), "--no-progress", "--skip-export",
+                 "--set", "eval.scratch=false", "--set", "eval.knn=false")
+    assert p3.returncode == 0, p3.stderr[-3000:]
+    pre = json.loads((run_dir / "summary.json").read_text())["pretrain"]
+    assert pre["resumed_finished"] is True
+    # The pretraining facts survive the re-evaluation: those of the first run.
+    assert pre["seconds"] == first_pretrain["seconds"] > 0 and pre["final"] == first_pretrain["final"]
+    protocols = {r["protocol"] for r in json.loads((run_dir / "results.json").read_text())["rows"]}
+    assert "frozen_mlp" in protocols and not protocols & {"scratch", "knn"}
+    assert json.loads((run_dir / "config.json").read_text())["eval"]["scratch"] is False
+    # A different pretraining config on the same checkpoints: refused, nothing overwritten.
+    p4 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
+                 "--run-dir", str(run_dir), "--no-progress", "--set", "train.learning_rate=0.5")
+    assert p4.returncode == 2 and "differs in: train" in p4.stderr, p4.stderr[-3000:]
+    assert json.loads((run_dir / "config.json").read_text())["train"]["learning_rate"] == 0.01
+
+
+def test_bad_config_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"encoder": {"name": "bcnn"}, "pretext": {"name": "egomotion"},
+                               "method": {"name": "classify"}, "train": {"batch_size": -1}}))
+    p = run_cli("keras_ssl.train", "--config", str(bad), "--run-dir", str(tmp_path / "r"))
+    assert p.returncode != 0
+    assert "'train.batch_size' must be >= 1" in p.stderr and str(bad) in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_bench_prints_one_json_line():
+    p = run_cli("keras_ssl.bench", "--config", "configs/mnist_egomotion.json", "--steps", "20",
+                "--warmup", "10", "--repeats", "1", "--set", "train.steps_per_execution=10",
+                "--set", "data.max_pretrain_images=256")
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = json.loads(p.stdout.strip().splitlines()[-1])
+    assert line["pairs_per_s"] > 0 and line["pairs_per_s_synthetic"] > 0
+    assert 0 < line["pipeline_ratio"] < 10 and line["views"] == 2
+    assert line["pipeline_alone_per_s"] > 0 and line["pipeline_cpu_ms_per_step"] > 0
+
+
+def test_how_a_run_is_carried_out_may_change_what_it_learns_may_not(tmp_path):
+    from keras_ssl.config import ConfigError, load_config
+    from keras_ssl.training.run_dir import prepare_run_dir
+    run_dir = tmp_path / "run"
+    prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json"))
+    (run_dir / "checkpoints").mkdir()
+    # Threads making batches, logging and checkpoint cadence: the same batches and updates.
+    prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json", {
+        "train.pipeline_threads": 0, "train.log_every": 7, "train.checkpoint_every": 3}))
+    assert json.loads((run_dir / "config.json").read_text())["train"]["pipeline_threads"] == 0
+    with pytest.raises(ConfigError, match=r"differs in: train\b"):
+        prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json", {"train.momentum": 0.5}))
