@@ -32,8 +32,8 @@ def cost_table(rounds: list[dict[str, dict]]) -> list[dict]:
     base = names[0]
     out = []
     for name in names:
-        rates = [r[name]["pairs_per_s"] for r in rounds]
-        rel = [r[base]["pairs_per_s"] / r[name]["pairs_per_s"] for r in rounds]
+        rates = [r[name]["examples_per_s"] for r in rounds]
+        rel = [r[base]["examples_per_s"] / r[name]["examples_per_s"] for r in rounds]
         out.append({"config": name, "views": rounds[0][name].get("views"),
                     "examples_per_s": statistics.median(rates),
                     "ms_per_example": 1000.0 / statistics.median(rates),
@@ -74,7 +74,7 @@ def main() -> int:
             got[Path(c).stem] = last_json([sys.executable, "-m", "keras_ssl.bench", "--config", c,
                                            "--steps", str(args.steps), "--warmup", str(args.warmup),
                                            "--repeats", "1", *sets])
-            print(f"round {r} {Path(c).stem}: {got[Path(c).stem]['pairs_per_s']:,.0f} examples/s",
+            print(f"round {r} {Path(c).stem}: {got[Path(c).stem]['examples_per_s']:,.0f} examples/s",
                   file=sys.stderr, flush=True)
         rounds.append(got)
     md = markdown(cost_table(rounds), args.rounds, args.steps)

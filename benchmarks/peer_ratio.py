@@ -48,10 +48,10 @@ def main() -> int:
         o = last_json([sys.executable, "-m", "keras_ssl.bench", "--config", args.config,
                        "--steps", str(args.steps), "--repeats", "1", *sets])
         peer.append(p["pairs_per_s"]); peer_syn.append(ps["pairs_per_s"])
-        ours.append(o["pairs_per_s"]); ours_syn.append(o["pairs_per_s_synthetic"])
+        ours.append(o["examples_per_s"]); ours_syn.append(o["examples_per_s_synthetic"])
         print(json.dumps({"round": r, "peer_pairs_per_s": p["pairs_per_s"],
-                          "peer_synthetic": ps["pairs_per_s"], "ours_pairs_per_s": o["pairs_per_s"],
-                          "ours_synthetic": o["pairs_per_s_synthetic"]}), flush=True)
+                          "peer_synthetic": ps["pairs_per_s"], "ours_pairs_per_s": o["examples_per_s"],
+                          "ours_synthetic": o["examples_per_s_synthetic"]}), flush=True)
     med = statistics.median
     print(json.dumps({"summary": True, "rounds": args.rounds, "steps": args.steps,
                       "peer_pairs_per_s": med(peer), "ours_pairs_per_s": med(ours),

@@ -97,7 +97,7 @@ class TrainConfig:
     checkpoint_every: int = num(2000, 1)
     log_every: int = num(100, 1)
     monitor_every: int = num(0, 0)       # kNN accuracy on the validation split every N steps (0: off)
-    sample_pairs: int = num(6, 0, 64)
+    sample_examples: int = num(6, 0, 64)
     pipeline_threads: int = num(1, 0)    # threads making batches; 0: tf.data autotunes (data/pipeline.py)
 
 
@@ -159,7 +159,7 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "train.steps_per_execution": 4,
     "train.checkpoint_every": 4,
     "train.log_every": 4,
-    "train.sample_pairs": 2,
+    "train.sample_examples": 2,
     "eval.label_counts": [20, 50],
     "eval.seeds": [0],
     "eval.head_steps": 20,

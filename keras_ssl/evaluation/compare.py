@@ -40,6 +40,11 @@ SCRATCH = "scratch"
 BASELINES = {SCRATCH: "from scratch", "random_frozen": "random encoder, frozen"}
 
 
+#: The throughput in a run's final pretraining metrics; ``pairs_per_s`` in runs made before
+#: the rename to ``examples_per_s``.
+RATE_KEYS = ("examples_per_s", "pairs_per_s")
+
+
 class CompareError(ValueError):
     """A run directory that cannot be compared; the message names it."""
 
@@ -193,7 +198,7 @@ def pretext_rows(runs: list[dict], protocol: str, first_count: int) -> list[dict
         name = run["name"] if names.count(run["name"]) == 1 else f"{run['name']} ({run['dir']})"
         pre = run["summary"].get("pretrain", {}) if isinstance(run["summary"], dict) else {}
         final = pre.get("final", {}) or {}
-        metrics = {k: v for k, v in final.items() if k not in ("loss", "learning_rate", "pairs_per_s")}
+        metrics = {k: v for k, v in final.items() if k not in ("loss", "learning_rate", *RATE_KEYS)}
         acc = _cells(run["rows"], protocol).get(first_count)
         pretext_name = next((r["method"] for r in run["rows"] if r.get("protocol") == protocol), "")
         out.append({"name": name, "pretext": pretext_name, "method": run["pretrain"].get("method", ""),
@@ -209,7 +214,8 @@ def _rate(pretrain: dict, pre: dict):
     steps = (pretrain.get("steps") or 0) - (pre.get("start_step") or 0)
     if pre.get("seconds") and pretrain.get("batch_size") and steps > 0:
         return steps * pretrain["batch_size"] / pre["seconds"]
-    return (pre.get("final") or {}).get("pairs_per_s")
+    final = pre.get("final") or {}
+    return next((final[k] for k in RATE_KEYS if k in final), None)
 
 
 def _num(v, fmt="{:.3g}"):

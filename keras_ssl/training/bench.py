@@ -1,8 +1,8 @@
 """Pretraining throughput: ``python -m keras_ssl.bench --config CFG``.
 
-Prints one JSON line: ``pairs_per_s`` (end to end: images drawn and pretext
+Prints one JSON line: ``examples_per_s`` (end to end: images drawn and pretext
 views made on the fly by the tf.data pipeline, then the train step) and
-``pairs_per_s_synthetic`` (the same compiled step fed one fixed in-memory
+``examples_per_s_synthetic`` (the same compiled step fed one fixed in-memory
 batch, so no pipeline cost), with their ratio; ``pipeline_alone_per_s`` and
 ``pipeline_cpu_ms_per_step`` (the pipeline iterated with no training step:
 its rate, and the CPU time of all threads per batch, which is what it takes
@@ -92,7 +92,7 @@ def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
             "method": cfg.method.name, "batch": t.batch_size, "views": len(pretext.view_names),
             "steps_per_execution": t.steps_per_execution, "jit_compile": t.jit_compile,
             "replicas": trainer.strategy.num_replicas_in_sync, "timed_steps": steps,
-            "repeats": repeats, "pairs_per_s": round(e2e, 1), "pairs_per_s_synthetic": round(syn, 1),
+            "repeats": repeats, "examples_per_s": round(e2e, 1), "examples_per_s_synthetic": round(syn, 1),
             "pipeline_ratio": round(e2e / syn, 3), "pipeline_alone_per_s": round(alone, 1),
             "pipeline_cpu_ms_per_step": round(cpu_ms, 3), "tensorflow": tf.__version__}
 

@@ -120,7 +120,7 @@ class Pretrainer:
         ds = pretext_batches(images, self.pretext, t.batch_size, self.cfg.seed, start, t.steps,
                              t.pipeline_threads)
         writer = tf.summary.create_file_writer(str(self.run_dir / "tb" / "pretrain"))
-        if start == 0 and t.sample_pairs:
+        if start == 0 and t.sample_examples:
             self._log_samples(writer, images)
         iterator = iter(self.strategy.experimental_distribute_dataset(ds))
         bar = _progress(t.steps, start, "pretrain", self.progress)
@@ -146,7 +146,7 @@ class Pretrainer:
                 if step % t.log_every < n or step == t.steps:
                     now = time.perf_counter()
                     last = {k: v / (acc_steps * t.batch_size) for k, v in acc.items()}
-                    last["pairs_per_s"] = acc_steps * t.batch_size / (now - t_log)
+                    last["examples_per_s"] = acc_steps * t.batch_size / (now - t_log)
                     last["learning_rate"] = float(self.optimizer.learning_rate)
                     with writer.as_default(step=step):
                         for k, v in last.items():
@@ -160,7 +160,7 @@ class Pretrainer:
                     with writer.as_default(step=step):
                         for k, v in values.items():
                             tf.summary.scalar(k, v)
-                    t_log += time.perf_counter() - t_mon   # pairs_per_s counts training only
+                    t_log += time.perf_counter() - t_mon   # examples_per_s counts training only
                 if step % t.checkpoint_every < n or step == t.steps:
                     self.manager.save(checkpoint_number=step)
         finally:
@@ -172,7 +172,7 @@ class Pretrainer:
     def _log_samples(self, writer, images):
         """A few pretext samples with their labels, as TensorBoard images."""
         t = self.cfg.train
-        n = min(t.sample_pairs, t.batch_size)
+        n = min(t.sample_examples, t.batch_size)
         views, labels = next(iter(pretext_batches(images, self.pretext, t.batch_size,
                                                   self.cfg.seed, 0, 1)))
         strips = tf.concat([views[v][:n] for v in self.pretext.view_names], axis=2)

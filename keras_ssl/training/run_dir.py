@@ -24,7 +24,8 @@ AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke")
 #: Pretraining settings that change how the run is carried out, not what it
 #: learns (the batches and the updates stay the same): they may differ too.
 HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_every",
-                "train.monitor_every", "train.sample_pairs")
+                "train.monitor_every", "train.sample_examples",
+                "train.sample_pairs")  # sample_pairs: the name before sample_examples
 
 
 def _pretraining_part(cfg_dict: dict) -> dict:

@@ -23,7 +23,7 @@ def method_costs():
 
 
 def bench_line(rate, views=2, ratio=1.0):
-    return {"pairs_per_s": rate, "views": views, "pipeline_ratio": ratio}
+    return {"examples_per_s": rate, "views": views, "pipeline_ratio": ratio}
 
 
 def test_cost_is_the_median_of_per_round_ratios(method_costs):

@@ -23,7 +23,7 @@ def fake_run(root, name, acc, scratch=(0.5, 0.7), counts=(100, 1000), seeds=2, p
         "pretrain": {"steps": 100, "batch_size": 125, "encoder": "bcnn", "method": "classify"}}))
     if summary:
         (d / "summary.json").write_text(json.dumps({"pretrain": {"seconds": 12.0, "final": {
-            "loss": 0.5, "permutation_acc": 0.75, "pairs_per_s": 1000.0, "learning_rate": 0.01}}}))
+            "loss": 0.5, "permutation_acc": 0.75, "examples_per_s": 1000.0, "learning_rate": 0.01}}}))
     if pretext:
         (d / "pretext.json").write_text(json.dumps(pretext))
     return d

@@ -28,7 +28,7 @@ def small_cfg(method, pretext, **train):
         "encoder": {"name": "convnet", "filters": [4, 8], "output": "gap"},
         "pretext": pretext, "method": method,
         "train": {"steps": 4, "batch_size": 16, "steps_per_execution": 2, "checkpoint_every": 2,
-                  "log_every": 2, "sample_pairs": 2, "learning_rate": 0.1, **train},
+                  "log_every": 2, "sample_examples": 2, "learning_rate": 0.1, **train},
     })
 
 
@@ -250,7 +250,7 @@ def test_knn_monitor_logs_during_pretraining(tmp_path, digits):
         "pretext": {"name": "rotation"}, "method": {"name": "classify", "hidden": 8, "dropout": 0.0},
         "data": {"validation_images": 100},
         "train": {"steps": 4, "batch_size": 8, "steps_per_execution": 2, "monitor_every": 2,
-                  "sample_pairs": 0}})
+                  "sample_examples": 0}})
     monitor = knn_monitor(cfg, ImageSet(images, labels))
     t = trainer(cfg, tmp_path, num_images=None)
     s = t.train(images, monitor=monitor)

@@ -73,7 +73,7 @@ def test_bench_prints_one_json_line():
                 "--set", "data.max_pretrain_images=256")
     assert p.returncode == 0, p.stderr[-3000:]
     line = json.loads(p.stdout.strip().splitlines()[-1])
-    assert line["pairs_per_s"] > 0 and line["pairs_per_s_synthetic"] > 0
+    assert line["examples_per_s"] > 0 and line["examples_per_s_synthetic"] > 0
     assert 0 < line["pipeline_ratio"] < 10 and line["views"] == 2
     assert line["pipeline_alone_per_s"] > 0 and line["pipeline_cpu_ms_per_step"] > 0
 

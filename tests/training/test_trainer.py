@@ -23,7 +23,7 @@ def small_cfg(**train):
         "pretext": {"name": "egomotion", "max_shift_px": 2, "max_rotation_deg": 10, "rotation_bins": 4},
         "method": {"name": "classify", "hidden": 32, "dropout": 0.0, "init": "glorot"},
         "train": {"steps": 8, "batch_size": 16, "steps_per_execution": 2, "checkpoint_every": 4,
-                  "log_every": 2, "sample_pairs": 2, "learning_rate": 0.05, **train},
+                  "log_every": 2, "sample_examples": 2, "learning_rate": 0.05, **train},
     })
 
 
@@ -42,12 +42,12 @@ def test_loss_goes_down_and_tensorboard_logs(tmp_path, digits):
     t = trainer(cfg, tmp_path)
     s = t.train(images)
     assert s["final"]["loss"] < np.log(5) + np.log(5) + np.log(4)
-    assert {"tx_acc", "ty_acc", "rz_acc", "pairs_per_s", "learning_rate"} <= set(s["final"])
+    assert {"tx_acc", "ty_acc", "rz_acc", "examples_per_s", "learning_rate"} <= set(s["final"])
     tags = set()
     for f in (tmp_path / "tb" / "pretrain").glob("events.out.tfevents.*"):
         for e in tf.compat.v1.train.summary_iterator(str(f)):
             tags |= {v.tag for v in e.summary.value}
-    assert {"loss", "tx_acc", "learning_rate", "pairs_per_s"} <= tags
+    assert {"loss", "tx_acc", "learning_rate", "examples_per_s"} <= tags
     assert any(t.startswith("pretext_samples") for t in tags)
 
 
