@@ -30,3 +30,20 @@ def synthetic_digits(n: int, size: int = 28, channels: int = 1, seed: int = 0, c
             imgs[i, 4:size - 4, r:r + 3] = 1.0
     imgs += rng.uniform(0, 0.2, imgs.shape)
     return (np.clip(imgs, 0, 1) * 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def tiny_encoder(seed: int = 0, channels: int = 1, size: int = 28, dropout: float = 0.0):
+    """Conv -> pool -> flatten [-> dropout] -> dense 8, input ``images``: the smallest
+    encoder that export and serving tests need. ``dropout`` > 0 makes ``training=True``
+    differ from inference (export must call the encoder with ``training=False``)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(size, size, channels), name="images")
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inp)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="drop")(x)
+    out = keras.layers.Dense(8, name="fc")(x)
+    return keras.Model(inp, out, name="tiny_encoder")
