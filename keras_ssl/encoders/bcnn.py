@@ -7,16 +7,30 @@ output is 1x1x256. Init N(0, 0.01) for conv weights as in the Caffe model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import keras
 
 from keras_ssl.config import num
 from keras_ssl.encoders.layers import GroupedConv2D, LocalResponseNorm, ceil_pool_padding
-from keras_ssl.registry import register
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class BCNNParams:
+class BCNNParams(Params):
+    """The thesis's BCNN (module docstring); defaults are the Caffe model's.
+
+    - ``conv1_filters``, ``conv1_kernel``, ``conv1_stride``: conv1's channels,
+      kernel side (pixels) and stride (pixels).
+    - ``conv2_filters``, ``conv2_kernel``: conv2's channels and kernel side
+      (pixels; "same" padding); ``conv2_groups``: its groups (must divide both
+      filter counts).
+    - ``lrn``: the local response normalisation after each pool.
+    - ``init``: ``"caffe"`` N(0, 0.01) conv weights (conv2 bias 0.1) or ``"he"`` (He normal, bias 0).
+    - ``features``: ``"last"``, the thesis's output, conv2's block (1x1x256 on
+      MNIST); ``"multiscale"``: conv1's block (2x2x96, spatial layout kept) and
+      conv2's side by side, so a frozen head sees both scales.
+    """
     conv1_filters: int = num(96, 1)
     conv1_kernel: int = num(11, 1)
     conv1_stride: int = num(4, 1)
@@ -24,17 +38,10 @@ class BCNNParams:
     conv2_kernel: int = num(5, 1)
     conv2_groups: int = num(2, 1)
     lrn: bool = True
-    init: str = "caffe"   # "caffe": N(0, 0.01); "he": he_normal
-    # "last": the thesis's output, conv2's block (1x1x256 on MNIST);
-    # "multiscale": conv1's block (2x2x96, spatial layout kept) and conv2's
-    # block side by side, so a frozen head sees both scales.
-    features: str = "last"
+    init: Literal["caffe", "he"] = "caffe"
+    features: Literal["last", "multiscale"] = "last"
 
     def validate(self):
-        if self.features not in ("last", "multiscale"):
-            raise ValueError(f"features must be 'last' or 'multiscale', got {self.features!r}")
-        if self.init not in ("caffe", "he"):
-            raise ValueError(f"init must be 'caffe' or 'he', got {self.init!r}")
         for f in (self.conv1_filters, self.conv2_filters):
             if f % self.conv2_groups:
                 raise ValueError(f"conv2_groups={self.conv2_groups} must divide the filter counts")

@@ -10,29 +10,40 @@ but with a 4x4 spatial output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import keras
 
 from keras_ssl.config import num
 from keras_ssl.encoders.layers import ceil_pool_padding
-from keras_ssl.registry import register
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class ConvNetParams:
+class ConvNetParams(Params):
+    """Blocks of 'same'-padded convolutions, He-initialised, each followed by ReLU.
+
+    - ``filters``: channels of each block's convolutions (one entry per block).
+    - ``kernels``: kernel side per block, pixels (empty: 3 everywhere).
+    - ``strides``: first convolution's stride per block (empty: 1); a stride > 1
+      downsamples instead of the block's 2x2 max-pool.
+    - ``convs_per_block``: convolutions per block.
+    - ``batch_norm``: batch normalisation after each convolution (then no bias).
+    - ``output``: ``"flatten"`` (the spatial layout kept) or ``"gap"`` (global average pool).
+    - ``dense``: units of a dense layer (ReLU) on top; 0: none.
+    """
     filters: tuple[int, ...] = (32, 64, 128)
-    kernels: tuple[int, ...] = ()    # per block; default 3
-    strides: tuple[int, ...] = ()    # per block; a stride > 1 replaces the max-pool
+    kernels: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
     convs_per_block: int = num(1, 1, 4)
     batch_norm: bool = False
-    output: str = "flatten"      # "flatten" or "gap" (global average pool)
-    dense: int = num(0, 0)       # optional dense layer (ReLU) on top, 0 = none
+    output: Literal["flatten", "gap"] = "flatten"
+    dense: int = num(0, 0)
 
     def validate(self):
+        # Not ranges: a non-empty list, and per-block lists as long as ``filters``.
         if not self.filters or min(self.filters) < 1:
             raise ValueError("filters must be a non-empty list of positive integers")
-        if self.output not in ("flatten", "gap"):
-            raise ValueError(f"output must be 'flatten' or 'gap', got {self.output!r}")
         for name in ("kernels", "strides"):
             v = getattr(self, name)
             if v and (len(v) != len(self.filters) or min(v) < 1):

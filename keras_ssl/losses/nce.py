@@ -29,9 +29,14 @@ once K reaches N): ``exclude`` masks such collisions out of the loss.
 """
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import tensorflow as tf
 
-KINDS = ("nce", "softmax")
+#: The loss kinds (a config's ``method.loss`` of NPID and PIRL).
+NCEKind = Literal["nce", "softmax"]
+KINDS = typing.get_args(NCEKind)
 
 
 def similarity_logits(query: tf.Tensor, positive: tf.Tensor, negatives: tf.Tensor,
@@ -52,7 +57,7 @@ def similarity_logits(query: tf.Tensor, positive: tf.Tensor, negatives: tf.Tenso
 
 
 def nce_loss(query: tf.Tensor, positive: tf.Tensor, negatives: tf.Tensor,
-             temperature: float = 0.07, kind: str = "nce",
+             temperature: float = 0.07, kind: NCEKind = "nce",
              exclude: tf.Tensor | None = None) -> tf.Tensor:
     """Per-query loss, float32 [B] (see the module docstring).
 

@@ -1,12 +1,17 @@
-"""Reconstruction loss for autoencoders."""
+"""Reconstruction loss for autoencoders (the egomotion paper's baseline, Agrawal et al. 2015)."""
 from __future__ import annotations
+
+import typing
+from typing import Literal
 
 import tensorflow as tf
 
-KINDS = ("bce", "mse")
+#: The loss kinds (a config's ``method.loss`` of the autoencoder).
+ReconstructionKind = Literal["bce", "mse"]
+KINDS = typing.get_args(ReconstructionKind)
 
 
-def reconstruction_loss(logits: tf.Tensor, target: tf.Tensor, kind: str = "bce") -> tf.Tensor:
+def reconstruction_loss(logits: tf.Tensor, target: tf.Tensor, kind: ReconstructionKind = "bce") -> tf.Tensor:
     """Per-example reconstruction loss, float32 [N].
 
     logits: float [N, H, W, C], the decoder's pre-sigmoid output; target:

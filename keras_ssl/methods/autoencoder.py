@@ -18,21 +18,24 @@ import keras
 import tensorflow as tf
 
 from keras_ssl.config import num
-from keras_ssl.losses.reconstruction import KINDS, reconstruction_loss
-from keras_ssl.methods.base import Method, view_inputs
-from keras_ssl.registry import register
+from keras_ssl.losses.reconstruction import ReconstructionKind, reconstruction_loss
+from keras_ssl.methods.base import NO_FACTS, DatasetFacts, Method, view_inputs
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class AutoencoderParams:
-    hidden: int = num(0, 0)        # optional dense layer before the spatial map; 0 = none
-    channels: int = num(64, 2)     # channels of the first decoder feature map
-    loss: str = "bce"              # "bce" | "mse"
-    target_label: str = "target"
+class AutoencoderParams(Params):
+    """The decoder and its loss (module docstring).
 
-    def validate(self):
-        if self.loss not in KINDS:
-            raise ValueError(f"loss must be one of {KINDS}, got {self.loss!r}")
+    - ``hidden``: units of a dense layer (ReLU) before the spatial map; 0: none.
+    - ``channels``: channels of the first decoder feature map (the second has half).
+    - ``loss``: ``"bce"`` (pixel-wise binary cross-entropy) or ``"mse"`` (of the sigmoid).
+    - ``target_label``: the label holding the clean image, float32 [B, H, W, C] in [0, 1].
+    """
+    hidden: int = num(0, 0)
+    channels: int = num(64, 2)
+    loss: ReconstructionKind = "bce"
+    target_label: str = "target"
 
 
 class Autoencoder(Method):
@@ -49,7 +52,8 @@ class Autoencoder(Method):
 
 
 @register("method", "autoencoder", AutoencoderParams)
-def build_autoencoder(p: AutoencoderParams, encoder: keras.Model, pretext) -> Autoencoder:
+def build_autoencoder(p: AutoencoderParams, encoder: keras.Model, pretext, *,
+                      facts: DatasetFacts = NO_FACTS) -> Autoencoder:
     if len(pretext.view_names) != 1:
         raise ValueError(f"method 'autoencoder' needs a pretext with one view, got {pretext.view_names}")
     h, w, c = pretext.view_shape

@@ -5,15 +5,47 @@ a functional ``network`` mapping the pretext's views to named outputs. It
 defines the loss per example; the trainer runs :meth:`Method.replica_step`
 inside ``strategy.run``. A method with state beyond its weights (a memory
 bank) updates it in :meth:`Method.after_step` (or overrides ``replica_step``)
-and keeps that state in ``tf.Variable``s
-tracked by the model, so checkpoints carry it. Such a method learns the
-number of images that the sampler's ``index`` addresses from
-``pretext.num_images`` (set by the trainer before the method is built).
+and keeps that state in ``tf.Variable``s tracked by the model, so checkpoints
+carry it.
+
+Every method builder has the signature
+``builder(params, encoder, pretext, *, facts=NO_FACTS) -> Method``: what the
+pretraining data says (:class:`DatasetFacts`, e.g. the number of images that
+the sampler's ``index`` label addresses) comes as ``facts``, from the trainer.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal, Optional
+
 import keras
 import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """Facts about the pretraining data that a method builder may need.
+
+    ``num_images``: the number N of pretraining images; the sampler's label
+    ``index`` lies in [0, N) (a memory bank keeps one entry per image). None:
+    not known; a method that needs it refuses to build.
+    """
+    num_images: Optional[int] = None
+
+
+#: The facts of a builder called without any (a method that needs one refuses to build).
+NO_FACTS = DatasetFacts()
+
+#: Dense-layer initialisation of the heads: ``"caffe"``: N(0, 0.005), the
+#: thesis's Caffe model (Agrawal et al. 2015); ``"glorot"``: Glorot uniform.
+DenseInit = Literal["caffe", "glorot"]
+
+
+def dense_initializer(kind: DenseInit) -> keras.initializers.Initializer:
+    """The initializer that ``kind`` names (one object, shared by a head's layers)."""
+    if kind == "caffe":
+        return keras.initializers.RandomNormal(0.0, 0.005)
+    return keras.initializers.GlorotUniform()
 
 
 @keras.saving.register_keras_serializable(package="keras_ssl")
@@ -25,18 +57,20 @@ class StackViews(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_ssl")
-class SplitConcat(keras.layers.Layer):
-    """[n*B, D] -> [B, n*D]: the n views' features side by side."""
+class SplitViews(keras.layers.Layer):
+    """Undo :class:`StackViews`: [n*B, D] -> n x [B, D], the views in order;
+    with ``concat``, [n*B, D] -> [B, n*D], the n views' features side by side."""
 
-    def __init__(self, n, **kwargs):
+    def __init__(self, n: int, concat: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.n = n
+        self.n, self.concat = n, concat
 
     def call(self, x):
-        return keras.ops.concatenate(keras.ops.split(x, self.n, axis=0), axis=-1)
+        views = keras.ops.split(x, self.n, axis=0)
+        return keras.ops.concatenate(views, axis=-1) if self.concat else views
 
     def get_config(self):
-        return {**super().get_config(), "n": self.n}
+        return {**super().get_config(), "n": self.n, "concat": self.concat}
 
 
 def siamese_features(encoder: keras.Model, inputs: list) -> keras.KerasTensor:
@@ -44,10 +78,11 @@ def siamese_features(encoder: keras.Model, inputs: list) -> keras.KerasTensor:
     if len(inputs) == 1:
         return encoder(inputs[0])
     stacked = StackViews(name="stack_views")(inputs)
-    return SplitConcat(len(inputs), name="towers")(encoder(stacked))
+    return SplitViews(len(inputs), concat=True, name="towers")(encoder(stacked))
 
 
 def view_inputs(pretext) -> list:
+    """One ``keras.Input`` per view of ``pretext``, named after the view, in order."""
     return [keras.Input(shape=pretext.view_shape, name=v) for v in pretext.view_names]
 
 

@@ -14,19 +14,23 @@ import keras
 import tensorflow as tf
 
 from keras_ssl.config import num
-from keras_ssl.methods.base import Method, siamese_features, view_inputs
-from keras_ssl.registry import register
+from keras_ssl.methods.base import (NO_FACTS, DatasetFacts, DenseInit, Method, dense_initializer,
+                                    siamese_features, view_inputs)
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class ClassifyParams:
-    hidden: int = num(1000, 0)          # 0: heads directly on the features
-    dropout: float = num(0.5, 0.0, 1.0)
-    init: str = "caffe"                 # "caffe": dense N(0, 0.005); "glorot"
+class ClassifyParams(Params):
+    """Top network and heads of pretext classification (Agrawal et al. 2015: F1000-D-Op).
 
-    def validate(self):
-        if self.init not in ("caffe", "glorot"):
-            raise ValueError(f"init must be 'caffe' or 'glorot', got {self.init!r}")
+    - ``hidden``: units of the top dense layer (ReLU) on the concatenated
+      features; 0: the heads sit directly on the features.
+    - ``dropout``: dropout rate after the top layer (0: none).
+    - ``init``: dense initialisation: ``"caffe"`` N(0, 0.005) or ``"glorot"``.
+    """
+    hidden: int = num(1000, 0)
+    dropout: float = num(0.5, 0.0, 1.0)
+    init: DenseInit = "caffe"
 
 
 class PretextClassifier(Method):
@@ -46,11 +50,11 @@ class PretextClassifier(Method):
 
 
 @register("method", "classify", ClassifyParams)
-def build_classify(p: ClassifyParams, encoder: keras.Model, pretext) -> PretextClassifier:
+def build_classify(p: ClassifyParams, encoder: keras.Model, pretext, *,
+                   facts: DatasetFacts = NO_FACTS) -> PretextClassifier:
     if not pretext.targets:
         raise ValueError("method 'classify' needs a pretext with classification targets")
-    init = (keras.initializers.RandomNormal(0.0, 0.005) if p.init == "caffe"
-            else keras.initializers.GlorotUniform())
+    init = dense_initializer(p.init)
     inputs = view_inputs(pretext)
     x = siamese_features(encoder, inputs)
     if p.hidden:

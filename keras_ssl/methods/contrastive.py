@@ -20,37 +20,29 @@ import tensorflow as tf
 
 from keras_ssl.config import num
 from keras_ssl.losses.contrastive import contrastive_loss, pair_distance
-from keras_ssl.methods.base import Method, StackViews, view_inputs
-from keras_ssl.registry import register
+from keras_ssl.methods.base import (NO_FACTS, DatasetFacts, DenseInit, Method, SplitViews, StackViews,
+                                    dense_initializer, view_inputs)
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class ContrastiveParams:
+class ContrastiveParams(Params):
+    """Siamese embedding and contrastive loss (Agrawal et al. 2015's SFA baseline;
+    the thesis: hidden 500, embedding 100, margin 10 or 100).
+
+    - ``hidden``: units of the dense layer (ReLU) on each tower's features; 0: none.
+    - ``dropout``: dropout rate after it (0: none).
+    - ``embedding``: dimension of the embedding the loss compares.
+    - ``margin``: m of the contrastive loss, in embedding distance units.
+    - ``init``: dense initialisation: ``"caffe"`` N(0, 0.005) or ``"glorot"``.
+    - ``similar_label``: the label holding 1 for a close pair, 0 for a far one.
+    """
     hidden: int = num(500, 0)
     dropout: float = num(0.5, 0.0, 1.0)
     embedding: int = num(100, 1)
     margin: float = num(10.0, 0.0, None, lo_open=True)
-    init: str = "caffe"              # "caffe": dense N(0, 0.005); "glorot"
+    init: DenseInit = "caffe"
     similar_label: str = "close"
-
-    def validate(self):
-        if self.init not in ("caffe", "glorot"):
-            raise ValueError(f"init must be 'caffe' or 'glorot', got {self.init!r}")
-
-
-@keras.saving.register_keras_serializable(package="keras_ssl")
-class SplitViews(keras.layers.Layer):
-    """[n*B, D] -> n x [B, D]: undo :class:`StackViews`."""
-
-    def __init__(self, n, **kwargs):
-        super().__init__(**kwargs)
-        self.n = n
-
-    def call(self, x):
-        return keras.ops.split(x, self.n, axis=0)
-
-    def get_config(self):
-        return {**super().get_config(), "n": self.n}
 
 
 class ContrastiveMethod(Method):
@@ -69,12 +61,12 @@ class ContrastiveMethod(Method):
 
 
 @register("method", "contrastive", ContrastiveParams)
-def build_contrastive(p: ContrastiveParams, encoder: keras.Model, pretext) -> ContrastiveMethod:
+def build_contrastive(p: ContrastiveParams, encoder: keras.Model, pretext, *,
+                      facts: DatasetFacts = NO_FACTS) -> ContrastiveMethod:
     if len(pretext.view_names) != 2:
         raise ValueError(f"method 'contrastive' needs a pretext with 2 views (a pair), got "
                          f"{len(pretext.view_names)}: {pretext.view_names}")
-    init = (keras.initializers.RandomNormal(0.0, 0.005) if p.init == "caffe"
-            else keras.initializers.GlorotUniform())
+    init = dense_initializer(p.init)
     inputs = view_inputs(pretext)
     x = encoder(StackViews(name="stack_views")(inputs))
     if p.hidden:

@@ -31,33 +31,40 @@ the weights and the optimizer, and a resumed run continues with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_ssl.config import num
-from keras_ssl.losses.nce import KINDS, instance_accuracy, nce_loss
-from keras_ssl.methods.base import Method
+from keras_ssl.losses.nce import NCEKind, instance_accuracy, nce_loss
+from keras_ssl.methods.base import DatasetFacts, Method
+from keras_ssl.registry import Params
 
 
 @dataclass(frozen=True)
-class MemoryBankParams:
-    """Bank and loss settings shared by NPID and PIRL (defaults: the papers)."""
-    embedding: int = num(128, 1)            # bank entry (and projection) dimension D
-    momentum: float = num(0.5, 0.0, 1.0)    # weight of the old entry in the update
-    temperature: float = num(0.07, 0.0, None, lo_open=True)
-    negatives: int = num(4096, 1)           # K, capped by the bank size N
-    loss: str = "nce"                       # "nce" (the papers) | "softmax" (InfoNCE)
-    bank_init: str = "random"               # "random": unit vectors (NPID); "zeros": first visit writes f
-    bank_seed: int = 0                      # seed of the random initial entries
-    head_batch_norm: bool = False           # BatchNormalization (synchronised) before the L2 norm
+class MemoryBankParams(Params):
+    """Bank and loss settings shared by NPID and PIRL (defaults: the papers,
+    Wu et al. 2018 and Misra & van der Maaten 2020).
 
-    def validate(self):
-        if self.loss not in KINDS:
-            raise ValueError(f"loss must be one of {list(KINDS)}, got {self.loss!r}")
-        if self.bank_init not in ("random", "zeros"):
-            raise ValueError(f"bank_init must be 'random' or 'zeros', got {self.bank_init!r}")
+    - ``embedding``: dimension D of the bank entries and of the projections.
+    - ``momentum``: weight of the old entry in the bank update (0.5).
+    - ``temperature``: tau dividing the similarities (0.07).
+    - ``negatives``: K bank entries drawn per step as negatives (capped by the bank size N).
+    - ``loss``: ``"nce"`` (the papers) or ``"softmax"`` (InfoNCE).
+    - ``bank_init``: ``"random"`` unit vectors (NPID) or ``"zeros"`` (the first visit writes f).
+    - ``bank_seed``: seed of the random initial entries.
+    - ``head_batch_norm``: BatchNormalization (synchronised) before the L2 normalisation.
+    """
+    embedding: int = num(128, 1)
+    momentum: float = num(0.5, 0.0, 1.0)
+    temperature: float = num(0.07, 0.0, None, lo_open=True)
+    negatives: int = num(4096, 1)
+    loss: NCEKind = "nce"
+    bank_init: Literal["random", "zeros"] = "random"
+    bank_seed: int = 0
+    head_batch_norm: bool = False
 
 
 def momentum_update(old: tf.Tensor, new: tf.Tensor, momentum: float) -> tf.Tensor:
@@ -180,10 +187,11 @@ def projection(x, dim: int, name: str, batch_norm: bool = False):
     return keras.layers.UnitNormalization(axis=-1, name=name)(x)
 
 
-def bank_size(pretext, method: str) -> int:
-    n = getattr(pretext, "num_images", None)
+def bank_size(facts: DatasetFacts, method: str) -> int:
+    """The bank's size N: ``facts.num_images``; ValueError naming num_images when it is not known."""
+    n = facts.num_images
     if not n:
         raise ValueError(f"method {method!r} keeps one memory-bank entry per image and needs the "
                          f"number of pretraining images: pass num_images to the Pretrainer "
-                         f"(keras_ssl.train does) or set pretext.num_images")
+                         f"(keras_ssl.train does) or facts=DatasetFacts(num_images=...) to the builder")
     return int(n)

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import keras
 
-from keras_ssl.methods.base import view_inputs
+from keras_ssl.methods.base import NO_FACTS, DatasetFacts, view_inputs
 from keras_ssl.methods.memory_bank import MemoryBankMethod, MemoryBankParams, bank_size, projection
 from keras_ssl.registry import register
 
 
 @register("method", "npid", MemoryBankParams)
-def build_npid(p: MemoryBankParams, encoder: keras.Model, pretext) -> MemoryBankMethod:
-    n = bank_size(pretext, "npid")
+def build_npid(p: MemoryBankParams, encoder: keras.Model, pretext, *,
+               facts: DatasetFacts = NO_FACTS) -> MemoryBankMethod:
+    n = bank_size(facts, "npid")
     if len(pretext.view_names) != 1:
         raise ValueError(f"method 'npid' needs a pretext with one view (e.g. 'augment'), got "
                          f"{pretext.view_names}")

@@ -25,19 +25,22 @@ from dataclasses import dataclass
 import keras
 
 from keras_ssl.config import num
-from keras_ssl.methods.base import siamese_features, view_inputs
+from keras_ssl.methods.base import NO_FACTS, DatasetFacts, siamese_features, view_inputs
 from keras_ssl.methods.memory_bank import MemoryBankMethod, MemoryBankParams, bank_size, projection
 from keras_ssl.registry import register
 
 
 @dataclass(frozen=True)
 class PirlParams(MemoryBankParams):
-    transform_weight: float = num(0.5, 0.0, 1.0)    # lambda
+    """The memory-bank settings (:class:`MemoryBankParams`) plus ``transform_weight``:
+    lambda of paper eq. 5, the weight of the transformed branch's NCE term (0.5)."""
+    transform_weight: float = num(0.5, 0.0, 1.0)
 
 
 @register("method", "pirl", PirlParams)
-def build_pirl(p: PirlParams, encoder: keras.Model, pretext) -> MemoryBankMethod:
-    n = bank_size(pretext, "pirl")
+def build_pirl(p: PirlParams, encoder: keras.Model, pretext, *,
+               facts: DatasetFacts = NO_FACTS) -> MemoryBankMethod:
+    n = bank_size(facts, "pirl")
     t_views = tuple(getattr(pretext, "transformed_views", ()))
     if "image" not in pretext.view_names or not t_views:
         raise ValueError(f"method 'pirl' needs the 'pirl' pretext (views 'image' and the transformed "

@@ -12,18 +12,24 @@ negatives identically on every replica). Use with method ``npid``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import tensorflow as tf
 
 from keras_ssl.config import num
 from keras_ssl.pretext.base import Pretext
-from keras_ssl.registry import register
+from keras_ssl.pretext.transforms import affine_matrices, warp
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class AugmentParams:
+class AugmentParams(Params):
+    """The random affine map, each parameter uniform (continuous) per image.
+
+    - ``max_shift_px``: shift in [-max, max] pixels on each axis.
+    - ``max_rotation_deg``: rotation in [-max, max] degrees.
+    - ``min_scale``, ``max_scale``: scale factor range (1: none; min <= max).
+    """
     max_shift_px: float = num(3.0, 0.0, 16.0)
     max_rotation_deg: float = num(15.0, 0.0, 180.0)
     min_scale: float = num(0.85, 0.0, None, lo_open=True)
@@ -32,24 +38,6 @@ class AugmentParams:
     def validate(self):
         if self.min_scale > self.max_scale:
             raise ValueError(f"min_scale={self.min_scale} > max_scale={self.max_scale}")
-
-
-def affine_matrices(scale, deg, tx, ty, height: int, width: int) -> tf.Tensor:
-    """Projective transforms [B, 8] (ImageProjectiveTransformV3): scale and
-    rotate (``deg`` positive = clockwise on screen) about the centre, then shift.
-
-    Output pixel p reads input c + (sR)^-1 (p - t - c).
-    """
-    theta = tf.cast(deg, tf.float32) * (math.pi / 180.0)
-    inv = 1.0 / tf.cast(scale, tf.float32)
-    cos, sin = tf.cos(theta) * inv, tf.sin(theta) * inv
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    ux = -tf.cast(tx, tf.float32) - cx
-    uy = -tf.cast(ty, tf.float32) - cy
-    a0, a1, a2 = cos, sin, cos * ux + sin * uy + cx
-    b0, b1, b2 = -sin, cos, -sin * ux + cos * uy + cy
-    zeros = tf.zeros_like(a0)
-    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
 def random_affine(images: tf.Tensor, seed: tf.Tensor, p: AugmentParams) -> tf.Tensor:
@@ -61,10 +49,7 @@ def random_affine(images: tf.Tensor, seed: tf.Tensor, p: AugmentParams) -> tf.Te
     deg = tf.random.stateless_uniform([b], s[1], -p.max_rotation_deg, p.max_rotation_deg)
     tx = tf.random.stateless_uniform([b], s[2], -p.max_shift_px, p.max_shift_px)
     ty = tf.random.stateless_uniform([b], s[3], -p.max_shift_px, p.max_shift_px)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=affine_matrices(scale, deg, tx, ty, h, w),
-        output_shape=tf.constant([h, w], tf.int32), fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="CONSTANT")
+    return warp(images, affine_matrices(tx, ty, deg, h, w, scale))
 
 
 def bank_labels(index: tf.Tensor, seed: tf.Tensor) -> dict:

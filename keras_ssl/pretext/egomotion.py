@@ -17,7 +17,6 @@ derive other labels from them (SFA close/far pairs).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +24,20 @@ import tensorflow as tf
 
 from keras_ssl.config import num
 from keras_ssl.pretext.base import Pretext
-from keras_ssl.registry import register
+from keras_ssl.pretext.transforms import affine_matrices, warp
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class EgomotionParams:
+class EgomotionParams(Params):
+    """The moves between the two views (the thesis's MNIST protocol by default).
+
+    - ``max_shift_px``: S, shifts in [-S, S] pixels on each axis (2S+1 classes each).
+    - ``max_rotation_deg``: R, rotations in [-R, R] integer degrees.
+    - ``rotation_bins``: classes of ``rz``: equal bins of consecutive degrees
+      (must divide the number of rotation values).
+    - ``exclude_zero_rotation``: leave 0 degrees out (the thesis: 60 values for R = 30).
+    """
     max_shift_px: int = num(3, 0, 16)
     max_rotation_deg: int = num(30, 0, 180)
     rotation_bins: int = num(20, 1)
@@ -48,32 +56,11 @@ class EgomotionParams:
             raise ValueError(f"rotation_bins={self.rotation_bins} must divide the {n} rotation values")
 
 
-def transform_matrices(tx, ty, deg, height: int, width: int) -> tf.Tensor:
-    """Projective transforms [B, 8] for ImageProjectiveTransformV3.
-
-    Output pixel p (x, y) reads input pixel c + R^-1 (p - t - c): rotation
-    about the centre c, then translation t. ``deg`` positive = clockwise on
-    screen (y axis points down).
-    """
-    theta = tf.cast(deg, tf.float32) * (math.pi / 180.0)
-    cos, sin = tf.cos(theta), tf.sin(theta)
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    ux = -tf.cast(tx, tf.float32) - cx   # p - t - c, constant part
-    uy = -tf.cast(ty, tf.float32) - cy
-    # R^-1 = [[cos, sin], [-sin, cos]] for R = [[cos, -sin], [sin, cos]]
-    a0, a1, a2 = cos, sin, cos * ux + sin * uy + cx
-    b0, b1, b2 = -sin, cos, -sin * ux + cos * uy + cy
-    zeros = tf.zeros_like(a0)
-    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-
-
 def apply_transform(images, tx, ty, deg, interpolation="BILINEAR") -> tf.Tensor:
-    """Rotate about the centre by ``deg`` then shift by (tx, ty); black fill."""
+    """Rotate about the centre by ``deg`` then shift by (tx, ty); black fill
+    (conventions: :mod:`keras_ssl.pretext.transforms`)."""
     h, w = images.shape[1], images.shape[2]
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transform_matrices(tx, ty, deg, h, w),
-        output_shape=tf.constant([h, w], tf.int32), fill_value=0.0,
-        interpolation=interpolation, fill_mode="CONSTANT")
+    return warp(images, affine_matrices(tx, ty, deg, h, w), interpolation)
 
 
 class EgomotionPretext(Pretext):

@@ -24,12 +24,19 @@ Cells are in reading order: cell ``k`` is row ``k // grid``, column ``k % grid``
 """
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import tensorflow as tf
 
 from keras_ssl.config import ConfigError
 
-NORMALIZATIONS = ("minmax", "standardize", "none")
-PLACEMENTS = ("resize", "center")
+#: Per-tile normalisation (:func:`crop_tiles`).
+Normalization = Literal["minmax", "standardize", "none"]
+#: How a tile becomes an image of the input size (module docstring).
+Placement = Literal["resize", "center"]
+NORMALIZATIONS = typing.get_args(Normalization)
+PLACEMENTS = typing.get_args(Placement)
 
 
 def check_geometry(kind: str, image_shape, grid: int, region_px: int, tile_px: int) -> None:
@@ -55,15 +62,17 @@ def tile_origins(batch, seed, grid: int, region_px: int, tile_px: int, image_px:
     return base[None] + jitter
 
 
-def check_options(normalize: str, placement: str) -> None:
-    """ValueError naming the allowed values (called by the params' validate)."""
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    if placement not in PLACEMENTS:
-        raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+def cell_tiles(images, cells, seed, grid: int, region_px: int, tile_px: int,
+               normalize: Normalization, placement: Placement) -> tf.Tensor:
+    """The jittered tiles of ``cells`` (int [B, K]: per example, the cell each view
+    is cut from, in reading order) as images of the input size: [B, K, H, W, C].
+    Jitter drawn from ``seed`` (:func:`tile_origins`), tiles made by :func:`crop_tiles`."""
+    origins = tile_origins(tf.shape(images)[0], seed, grid, region_px, tile_px, images.shape[1])
+    return crop_tiles(images, tf.gather(origins, cells, batch_dims=1), tile_px, normalize, placement)
 
 
-def crop_tiles(images, origins, tile_px: int, normalize: str, placement: str = "resize") -> tf.Tensor:
+def crop_tiles(images, origins, tile_px: int, normalize: Normalization,
+               placement: Placement = "resize") -> tf.Tensor:
     """Tiles at ``origins`` (int [B, K, 2]) as images of the input size: [B, K, H, W, C].
 
     ``crop_and_resize`` samples the tile's pixels [r, r + tile_px - 1] (corner

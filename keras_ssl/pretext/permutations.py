@@ -27,9 +27,14 @@ import math
 import sys
 from pathlib import Path
 
+import typing
+from typing import Literal
+
 import numpy as np
 
-CRITERIA = ("mean", "min")
+#: ``"mean"``: maximal average Hamming distance to the set (the paper); ``"min"``: to its nearest member.
+Criterion = Literal["mean", "min"]
+CRITERIA = typing.get_args(Criterion)
 MAX_GRID = 3
 
 

@@ -30,10 +30,14 @@ TRANSFORMS = ("jigsaw", "rotation")
 
 @dataclass(frozen=True)
 class PirlPretextParams(AugmentParams):
-    transform: Component = component("pretext", "jigsaw")   # "jigsaw" | "rotation", or its config
+    """The image branch's augmentation (:class:`AugmentParams`) plus ``transform``: the
+    pretext whose views are v_It, ``"jigsaw"`` or ``"rotation"``, by name or with its
+    parameters (checked by that pretext's rules)."""
+    transform: Component = component("pretext", "jigsaw")
 
     def validate(self):
         super().validate()
+        # A component, so not a Literal: its name is one of the registered pretexts.
         if self.transform.name not in TRANSFORMS:
             raise ValueError(f"transform must be one of {list(TRANSFORMS)}, got {self.transform.name!r}")
 

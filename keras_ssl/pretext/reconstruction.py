@@ -14,11 +14,13 @@ import tensorflow as tf
 
 from keras_ssl.config import num
 from keras_ssl.pretext.base import Pretext
-from keras_ssl.registry import register
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class ReconstructionParams:
+class ReconstructionParams(Params):
+    """``noise_std``: deviation of the Gaussian noise added to the input view, in
+    pixel units of [0, 1] images (0: a plain autoencoder; > 0: denoising)."""
     noise_std: float = num(0.0, 0.0, 1.0)
 
 

@@ -28,8 +28,8 @@ import tensorflow as tf
 
 from keras_ssl.config import num
 from keras_ssl.pretext.base import Pretext
-from keras_ssl.pretext.patches import check_geometry, check_options, crop_tiles, tile_origins
-from keras_ssl.registry import register
+from keras_ssl.pretext.patches import Normalization, Placement, cell_tiles, check_geometry
+from keras_ssl.registry import Params, register
 
 GRID = 3
 CENTER_CELL = 4
@@ -38,14 +38,18 @@ POSITION_NAMES = ("top-left", "top", "top-right", "left", "right", "bottom-left"
 
 
 @dataclass(frozen=True)
-class RelativePositionParams:
+class RelativePositionParams(Params):
+    """Patch geometry (MNIST defaults: module docstring).
+
+    - ``region_px``: side of the central square cut into 3x3 cells, pixels.
+    - ``tile_px``: side of each patch, pixels (at most a cell; the rest is jitter).
+    - ``normalize``: per patch: ``"minmax"``, ``"standardize"`` or ``"none"``.
+    - ``placement``: ``"resize"`` to the image size or ``"center"`` (pasted at its own size).
+    """
     region_px: int = num(24, 3)
     tile_px: int = num(6, 1)
-    normalize: str = "minmax"   # per patch: "minmax" | "standardize" | "none"
-    placement: str = "resize"   # "resize" to the image size | "center": pasted at its own size
-
-    def validate(self):
-        check_options(self.normalize, self.placement)
+    normalize: Normalization = "minmax"
+    placement: Placement = "resize"
 
 
 class RelativePositionPretext(Pretext):
@@ -61,8 +65,7 @@ class RelativePositionPretext(Pretext):
         s_pos, s_jit = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         position = tf.random.stateless_uniform([b], s_pos, 0, len(NEIGHBOR_CELLS), dtype=tf.int32)
         cells = tf.stack([tf.fill([b], CENTER_CELL), tf.gather(self._cells, position)], axis=1)
-        origins = tile_origins(b, s_jit, GRID, p.region_px, p.tile_px, images.shape[1])
-        patches = crop_tiles(images, tf.gather(origins, cells, batch_dims=1), p.tile_px, p.normalize, p.placement)
+        patches = cell_tiles(images, cells, s_jit, GRID, p.region_px, p.tile_px, p.normalize, p.placement)
         return {"center": patches[:, 0], "neighbor": patches[:, 1]}, {"position": position}
 
     def describe(self, labels, i):

@@ -14,14 +14,14 @@ import tensorflow as tf
 
 from keras_ssl.config import ConfigError
 from keras_ssl.pretext.base import Pretext
-from keras_ssl.registry import register
+from keras_ssl.registry import Params, register
 
 QUARTER_TURNS = 4
 
 
 @dataclass(frozen=True)
-class RotationParams:
-    """No parameters: the four rotations of RotNet."""
+class RotationParams(Params):
+    """No parameters: the four quarter turns of RotNet (Gidaris et al. 2018)."""
 
 
 class RotationPretext(Pretext):

@@ -32,17 +32,26 @@ import tensorflow as tf
 from keras_ssl.config import num
 from keras_ssl.pretext.base import Pretext
 from keras_ssl.pretext.egomotion import apply_transform
-from keras_ssl.registry import register
+from keras_ssl.registry import Params, register
 
 
 @dataclass(frozen=True)
-class SFAPairsParams:
+class SFAPairsParams(Params):
+    """The moves and the close/far rule (the thesis's MNIST protocol by default).
+
+    - ``max_shift_px``, ``max_rotation_deg``, ``exclude_zero_rotation``: the
+      moves, as egomotion's (integer pixels and degrees).
+    - ``close_shift_px``, ``close_rotation_deg``: a pair is close when |tx|, |ty|
+      and |rotation| are all within these (pixels, degrees; the thesis: 1 and 3).
+    - ``close_ratio``: the probability that a pair is close; None: the move
+      uniform over all of them (module docstring).
+    """
     max_shift_px: int = num(3, 0, 16)
     max_rotation_deg: int = num(30, 0, 180)
     exclude_zero_rotation: bool = True
     close_shift_px: int = num(1, 0)
     close_rotation_deg: int = num(3, 0)
-    close_ratio: Optional[float] = num(0.5, 0.0, 1.0)   # null: uniform over all transforms
+    close_ratio: Optional[float] = num(0.5, 0.0, 1.0)
 
     def transforms(self) -> np.ndarray:
         """Every (tx, ty, deg) the sampler can draw, int32 [N, 3]."""

@@ -7,8 +7,9 @@ batch, so no pipeline cost), with their ratio; ``pipeline_alone_per_s`` and
 ``pipeline_cpu_ms_per_step`` (the pipeline iterated with no training step:
 its rate, and the CPU time of all threads per batch, which is what it takes
 from the step on a small machine); ``views``, the encoder passes per example
-(2 for a pair, 5 for PIRL's image + 4 tiles). Each rate is the best of
-``--repeats`` timed windows of ``--steps`` steps after ``--warmup`` steps.
+(the pretext's views: 1 for rotation, 2 for egomotion, 5 for PIRL's image and
+4 tiles). Each rate is the best of ``--repeats`` timed windows of ``--steps``
+steps after ``--warmup`` steps.
 """
 from __future__ import annotations
 

@@ -20,9 +20,60 @@ import tensorflow as tf
 from keras_ssl import registry
 from keras_ssl.data.pipeline import pretext_batches
 from keras_ssl.encoders import build_encoder
+from keras_ssl.methods.base import DatasetFacts
 from keras_ssl.training.errors import TrainingError
 from keras_ssl.training.optimizer import make_optimizer
 from keras_ssl.training.strategy import make_strategy
+
+
+# --------------------------------------------------------------------------
+# Pieces of the loop
+# --------------------------------------------------------------------------
+
+def due(step: int, n: int, every: int, last: int) -> bool:
+    """Whether the ``n`` steps that just ended at ``step`` crossed a multiple of
+    ``every`` (steps run ``n`` at a time, so the multiple itself may be skipped),
+    or ``step`` is the ``last`` step."""
+    return step % every < n or step == last
+
+
+def write_scalars(writer, step: int, values: dict) -> None:
+    """One TensorBoard scalar per item of ``values`` at ``step``, tagged with its key."""
+    with writer.as_default(step=step):
+        for k, v in values.items():
+            tf.summary.scalar(k, v)
+
+
+class LogWindow:
+    """The loss and metric sums of the steps since the last log write, and the
+    training time they took (a monitor's time is left out: ``examples_per_s``
+    counts training only)."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self._open(time.perf_counter())
+
+    def _open(self, now: float) -> None:
+        self.sums, self.steps, self.t_start = None, 0, now
+
+    def add(self, sums: dict, n: int) -> None:
+        """Add the per-replica-summed ``sums`` of ``n`` more steps."""
+        self.sums = sums if self.sums is None else {k: self.sums[k] + sums[k] for k in self.sums}
+        self.steps += n
+
+    def leave_out(self, seconds: float) -> None:
+        """Do not count ``seconds`` (spent outside training) in the rate."""
+        self.t_start += seconds
+
+    def close(self, learning_rate: float) -> dict:
+        """Per-example means of the sums, ``examples_per_s`` and ``learning_rate``; opens the next window."""
+        now = time.perf_counter()
+        examples = self.steps * self.batch_size
+        out = {k: v / examples for k, v in self.sums.items()}
+        out["examples_per_s"] = examples / (now - self.t_start)
+        out["learning_rate"] = learning_rate
+        self._open(now)
+        return out
 
 
 # --------------------------------------------------------------------------
@@ -32,17 +83,17 @@ from keras_ssl.training.strategy import make_strategy
 class Pretrainer:
     """Builds encoder + method + optimizer in the strategy's scope and trains.
 
-    ``run_dir`` holds ``checkpoints/`` and ``tb/`` (TensorBoard). Call
-    :meth:`train`; afterwards ``self.encoder`` is the trained encoder.
+    ``run_dir`` holds ``checkpoints/`` and ``tb/`` (TensorBoard). ``num_images``:
+    the number of pretraining images, passed to the method builder as
+    ``facts=DatasetFacts(num_images)`` (memory-bank methods need it) and checked
+    against the images :meth:`train` gets. Call :meth:`train`; afterwards
+    ``self.encoder`` is the trained encoder.
     """
 
     def __init__(self, cfg, run_dir: Path, pretext, strategy=None, progress: bool = True,
                  num_images: int | None = None):
         self.cfg, self.run_dir, self.pretext = cfg, Path(run_dir), pretext
-        if num_images is not None:
-            # The range [0, num_images) of the sampler's ``index``: methods with
-            # per-image state (memory banks) size it from ``pretext.num_images``.
-            pretext.num_images = int(num_images)
+        self.facts = DatasetFacts(num_images=None if num_images is None else int(num_images))
         self.strategy = strategy or make_strategy(cfg.train)
         self.progress = progress
         t = cfg.train
@@ -50,7 +101,7 @@ class Pretrainer:
         with self.strategy.scope():
             keras.utils.set_random_seed(cfg.seed)
             self.encoder = build_encoder(cfg.encoder, shape)
-            self.method = registry.build("method", cfg.method, self.encoder, pretext)
+            self.method = registry.build("method", cfg.method, self.encoder, pretext, facts=self.facts)
             self.optimizer, self.l2 = make_optimizer(t)
             self.optimizer.build(self.method.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -107,11 +158,14 @@ class Pretrainer:
         ``monitor``: optional ``encoder -> {tag: float}`` (e.g. kNN accuracy on
         the validation split), called every ``train.monitor_every`` steps and
         at the end; its values go to TensorBoard and ``summary["monitor"]``.
+        Every ``train.log_every`` steps the loss and metrics (means over the
+        steps since the last write), ``examples_per_s`` and ``learning_rate``
+        go to TensorBoard; the last such write is ``summary["final"]``.
         """
         t = self.cfg.train
-        n = getattr(self.pretext, "num_images", None)
-        if n is not None and n != len(images):
-            raise TrainingError(f"the method was built for {n} images (num_images), got {len(images)}")
+        built_for = self.facts.num_images
+        if built_for is not None and built_for != len(images):
+            raise TrainingError(f"the method was built for {built_for} images (num_images), got {len(images)}")
         start = self.restore()
         summary = {"start_step": start, "steps": t.steps}
         if start >= t.steps:
@@ -124,44 +178,25 @@ class Pretrainer:
             self._log_samples(writer, images)
         iterator = iter(self.strategy.experimental_distribute_dataset(ds))
         bar = _progress(t.steps, start, "pretrain", self.progress)
-        acc, acc_steps, t_log = None, 0, time.perf_counter()
+        window = LogWindow(t.batch_size)
         t0 = time.perf_counter()
-        step = start
-        last = {}
+        step, last = start, {}
         try:
             while step < t.steps:
                 n = min(t.steps_per_execution, t.steps - step)
                 sums = {k: float(v) for k, v in self._chunk_fn(n)(iterator).items()}
                 step += n
                 loss = sums["loss"] / (n * t.batch_size)
-                if not math.isfinite(loss):
-                    raise TrainingError(
-                        f"loss became {loss} between steps {step - n} and {step}: lower "
-                        f"train.learning_rate (now {t.learning_rate}) or check the data; the last "
-                        f"good checkpoint is in {self.manager.directory}")
-                acc = sums if acc is None else {k: acc[k] + sums[k] for k in acc}
-                acc_steps += n
+                self._check_finite(loss, step - n, step)
+                window.add(sums, n)
                 bar.update(n)
                 bar.set_postfix(loss=f"{loss:.3f}")
-                if step % t.log_every < n or step == t.steps:
-                    now = time.perf_counter()
-                    last = {k: v / (acc_steps * t.batch_size) for k, v in acc.items()}
-                    last["examples_per_s"] = acc_steps * t.batch_size / (now - t_log)
-                    last["learning_rate"] = float(self.optimizer.learning_rate)
-                    with writer.as_default(step=step):
-                        for k, v in last.items():
-                            tf.summary.scalar(k, v)
-                    acc, acc_steps, t_log = None, 0, now
-                if monitor is not None and t.monitor_every and (
-                        step % t.monitor_every < n or step == t.steps):
-                    t_mon = time.perf_counter()
-                    values = {k: float(v) for k, v in monitor(self.encoder).items()}
-                    summary.setdefault("monitor", []).append({"step": step, **values})
-                    with writer.as_default(step=step):
-                        for k, v in values.items():
-                            tf.summary.scalar(k, v)
-                    t_log += time.perf_counter() - t_mon   # examples_per_s counts training only
-                if step % t.checkpoint_every < n or step == t.steps:
+                if due(step, n, t.log_every, t.steps):
+                    last = window.close(float(self.optimizer.learning_rate))
+                    write_scalars(writer, step, last)
+                if monitor is not None and t.monitor_every and due(step, n, t.monitor_every, t.steps):
+                    summary.setdefault("monitor", []).append(self._monitor(monitor, step, writer, window))
+                if due(step, n, t.checkpoint_every, t.steps):
                     self.manager.save(checkpoint_number=step)
         finally:
             bar.close()
@@ -169,8 +204,26 @@ class Pretrainer:
         summary.update(seconds=time.perf_counter() - t0, final=last)
         return summary
 
+    def _monitor(self, monitor, step: int, writer, window: LogWindow) -> dict:
+        """``{"step": step, **monitor(encoder)}``, its values also written to
+        TensorBoard; the time it takes is left out of ``window``'s rate."""
+        t_mon = time.perf_counter()
+        values = {k: float(v) for k, v in monitor(self.encoder).items()}
+        write_scalars(writer, step, values)
+        window.leave_out(time.perf_counter() - t_mon)
+        return {"step": step, **values}
+
+    def _check_finite(self, loss: float, first: int, step: int) -> None:
+        """TrainingError when the mean loss of steps (first, step] is not finite."""
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss} between steps {first} and {step}: lower "
+                f"train.learning_rate (now {self.cfg.train.learning_rate}) or check the data; the last "
+                f"good checkpoint is in {self.manager.directory}")
+
     def _log_samples(self, writer, images):
-        """A few pretext samples with their labels, as TensorBoard images."""
+        """The first ``train.sample_examples`` pretext examples of step 0 (every view
+        side by side, their labels as text), as TensorBoard images."""
         t = self.cfg.train
         n = min(t.sample_examples, t.batch_size)
         views, labels = next(iter(pretext_batches(images, self.pretext, t.batch_size,
