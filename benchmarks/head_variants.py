@@ -29,10 +29,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ssl.data import few_label_subset, load_labeled, split_validation
+from keras_ssl.data import load_labeled, split_validation
 from keras_ssl.data.pipeline import to_float
 from keras_ssl.encoders import tap_outputs
-from keras_ssl.evaluation.protocols import accuracy, encode, mlp_head, subset_seed, train_classifier
+from keras_ssl.evaluation.classifier import accuracy, mlp_head, train_classifier
+from keras_ssl.evaluation.features import encode
+from keras_ssl.evaluation.subsets import class_count, labeled_subset, subset_seed
 
 VARIANTS = ("base", "standardize", "conv1_maps", "conv2_maps", "steps8k", "lr03", "shift1", "shift2")
 
@@ -63,18 +65,20 @@ def main() -> int:
     enc = keras.models.load_model(f"{args.run_dir}/encoder.keras", compile=False)
     train, _ = load_labeled("mnist")
     pool, val = split_validation(train, 5000, 0)
+    num_classes = class_count(train.labels)
     taps = tap_outputs(enc, ["conv1", "norm1", "conv2", "norm2", "features"])
     flat = lambda arrays: {k: a.reshape(len(a), -1) for k, a in zip(["conv1", "norm1", "conv2", "norm2", "features"], arrays)}
     v = flat(encode(taps, val.images))
     for n in args.labels:
-        sub = pool.take(few_label_subset(pool.labels, n, subset_seed(n, 0)))
+        sub = labeled_subset(pool, n, 0)
         t = flat(encode(taps, sub.images))
         for name in args.variants:
             t0 = time.perf_counter()
             keras.utils.set_random_seed(subset_seed(n, 0))
             steps, lr = (8000 if name == "steps8k" else 4000), (0.03 if name == "lr03" else 0.01)
             if name.startswith("shift"):
-                model = ShiftedInput(enc, mlp_head(v["features"].shape[1], 500, 0.5), int(name[-1]))
+                head = mlp_head(v["features"].shape[1], 500, 0.5, num_classes=num_classes)
+                model = ShiftedInput(enc, head, int(name[-1]))
                 x_tr, x_val = to_float(sub.images), to_float(val.images).numpy()
                 model(x_tr[:2])
             else:
@@ -84,7 +88,7 @@ def main() -> int:
                 if name == "standardize":
                     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-3
                     x_tr, x_val = (x_tr - mu) / sd, (x_val - mu) / sd
-                model = mlp_head(x_tr.shape[1], 500, 0.5)
+                model = mlp_head(x_tr.shape[1], 500, 0.5, num_classes=num_classes)
             train_classifier(model, x_tr, sub.labels, steps, 125, lr, 0.9, 5e-4, 0)
             print(f"{n} labels  {name:12s} validation accuracy {accuracy(model, x_val, val.labels):.4f}"
                   f"  ({time.perf_counter() - t0:.0f} s)", flush=True)

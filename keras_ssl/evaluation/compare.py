@@ -33,7 +33,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from keras_ssl.evaluation.reference import THESIS_TABLE
+from keras_ssl.evaluation.reference import LABEL_COUNTS, thesis_by_count
+from keras_ssl.evaluation.results import mean_std
 
 SCRATCH = "scratch"
 #: Protocols that measure a baseline rather than the run's encoder, and the row name each gets.
@@ -79,6 +80,13 @@ def load_run(run_dir) -> dict:
     return run
 
 
+def _display_name(run: dict, runs: list[dict]) -> str:
+    """The run's config name; with its directory when another of ``runs`` has the same name."""
+    if sum(r["name"] == run["name"] for r in runs) == 1:
+        return run["name"]
+    return f"{run['name']} ({run['dir']})"
+
+
 def _cells(rows, protocol, exclude_method=None) -> dict:
     return {int(r["labels"]): r for r in rows if r.get("protocol") == protocol
             and (exclude_method is None or r.get("method") != exclude_method)}
@@ -92,13 +100,12 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
     same numbers, else one per run), then the thesis's rows.
     """
     rows, counts = [], set()
-    names = [r["name"] for r in runs]
     for run in runs:
         cells = _cells(run["rows"], protocol)
         if not cells:
             known = sorted({r.get("protocol") for r in run["rows"]})
             raise CompareError(f"{run['dir']}: no '{protocol}' rows in results.json (has: {', '.join(known)})")
-        name = run["name"] if names.count(run["name"]) == 1 else f"{run['name']} ({run['dir']})"
+        name = _display_name(run, runs)
         rows.append({"name": name, "source": "measured", "protocol": protocol,
                      "cells": {n: _stat(r) for n, r in cells.items()}})
         counts.update(cells)
@@ -112,11 +119,10 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
         for name, cells in distinct:
             label = title if len(distinct) == 1 else f"{title} [{name}]"
             rows.append({"name": label, "source": "measured", "protocol": baseline, "cells": cells})
-    if thesis and counts & {100, 300, 1000, 10000}:
-        for name, vals in THESIS_TABLE.items():
+    if thesis and counts & set(LABEL_COUNTS):
+        for name, ref in thesis_by_count().items():
             rows.append({"name": f"thesis: {name}", "source": "thesis", "protocol": "reported",
-                         "cells": {n: {"mean": v, "std": None, "n": None}
-                                   for n, v in zip((100, 300, 1000, 10000), vals)}})
+                         "cells": {n: {"mean": v, "std": None, "n": None} for n, v in ref.items()}})
     return {"counts": sorted(counts), "rows": rows}
 
 
@@ -125,13 +131,7 @@ def _stat(r: dict) -> dict:
 
 
 def _fmt(cell: Optional[dict]) -> str:
-    if cell is None:
-        return "-"
-    if cell["std"] is None:
-        return f"{cell['mean']:.2f}"
-    if cell["n"] > 1:
-        return f"{cell['mean']:.3f} ± {cell['std']:.3f}"
-    return f"{cell['mean']:.3f}"
+    return "-" if cell is None else mean_std(cell["mean"], cell["std"], cell["n"])
 
 
 def _by_seed(run: dict, protocol: str) -> dict:
@@ -159,7 +159,6 @@ def paired_rows(runs: list[dict], protocol: str, baseline: str = SCRATCH) -> lis
     measured = [(pool(run), _by_seed(run, baseline)) for run in runs]
     measured = [m for m in measured if m[1]]
     out = []
-    names = [r["name"] for r in runs]
     for run in runs:
         own = _by_seed(run, baseline)
         if not own:
@@ -178,7 +177,7 @@ def paired_rows(runs: list[dict], protocol: str, baseline: str = SCRATCH) -> lis
                   if len(d) > 1 else None)
             cells[n] = {"diff": mean, "se": se, "wins": sum(x > 0 for x in d), "n": len(d)}
         if cells:
-            name = run["name"] if names.count(run["name"]) == 1 else f"{run['name']} ({run['dir']})"
+            name = _display_name(run, runs)
             out.append({"name": name, "cells": cells})
     return out
 
@@ -193,9 +192,8 @@ def _fmt_paired(cell: Optional[dict]) -> str:
 def pretext_rows(runs: list[dict], protocol: str, first_count: int) -> list[dict]:
     """Per run: pretraining facts and final pretext metrics (whatever the run logged)."""
     out = []
-    names = [r["name"] for r in runs]
     for run in runs:
-        name = run["name"] if names.count(run["name"]) == 1 else f"{run['name']} ({run['dir']})"
+        name = _display_name(run, runs)
         pre = run["summary"].get("pretrain", {}) if isinstance(run["summary"], dict) else {}
         final = pre.get("final", {}) or {}
         metrics = {k: v for k, v in final.items() if k not in ("loss", "learning_rate", *RATE_KEYS)}
@@ -226,10 +224,10 @@ def _num(v, fmt="{:.3g}"):
 
 def markdown(table: dict, pre: list[dict], protocol: str, title: str = "Few-label test accuracy",
              paired: Optional[list[dict]] = None) -> str:
-    counts = table["counts"] or [100, 300, 1000, 10000]
+    counts = table["counts"] or list(LABEL_COUNTS)
     lines = [f"## {title}", "",
              f"Protocol `{protocol}` (baseline rows: " + ", ".join(f"`{b}`" for b in BASELINES) + "); mean ± std over seeds; "
-             f"thesis rows as published (Torti López 2017).", "",
+             "thesis rows as published (Torti López 2017).", "",
              "| run | " + " | ".join(f"{c} labels" for c in counts) + " |",
              "|---|" + "---:|" * len(counts)]
     for row in table["rows"]:

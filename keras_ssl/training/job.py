@@ -4,53 +4,80 @@ labels, export, all under one run directory (:mod:`keras_ssl.training.run_dir`).
 The same call after an interruption resumes from the latest checkpoint. On a
 finished run, other evaluation or export settings evaluate or export its
 encoder again without pretraining; a different pretraining config is refused.
+
+Contract of :func:`run`: ``summary.json`` holds, in this order, ``config``,
+``run_dir``, ``pretrain`` (the trainer's summary; on a finished run, that of
+the run that trained), with evaluation ``validation`` (when
+``data.validation_images`` > 0) and ``evaluate_seconds``, with export
+``export`` (the SavedModel's path), and ``seconds`` (the whole job).
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
 
-from keras_ssl.config import to_dict
+from keras_ssl.config import ExperimentConfig, to_dict
 from keras_ssl.training.run_dir import prepare_run_dir, previous_pretrain
 
+if TYPE_CHECKING:   # the TensorFlow imports wait until a job runs
+    import keras
 
-def monitor_labels(cfg, train) -> int:
+    from keras_ssl.data.core import ImageSet
+
+#: (train, test) labeled sets of the evaluation dataset.
+Labeled = tuple["ImageSet", "ImageSet"]
+
+
+def monitor_labels(cfg: ExperimentConfig, train: ImageSet) -> int:
     """Labeled images (outside the validation split) whose features vote in the kNN score."""
     return min(1000, len(train) - cfg.data.validation_images)
 
 
-def knn_monitor(cfg, train):
-    """``encoder -> {"knn_val": acc}``: kNN accuracy (k = ``eval.knn_k``, cosine) of
-    ``validation_images`` validation-split images against ``monitor_labels``
-    labeled training images outside it (never the test set); features are
-    computed 1,000 images at a time. Same numbers as ``summary["validation"]``."""
-    from keras_ssl.evaluation.protocols import validation_score
+def knn_validation(cfg: ExperimentConfig, train: ImageSet, encoder: keras.Model) -> float:
+    """kNN accuracy (k = ``eval.knn_k``, cosine) of the ``validation_images``
+    validation-split images against ``monitor_labels`` labeled training images
+    outside it (never the test set): the pretraining monitor's ``knn_val`` and
+    ``summary["validation"]``, the same number for the same encoder."""
+    from keras_ssl.evaluation.validation import validation_score
 
-    n_lab = monitor_labels(cfg, train)
-    return lambda encoder: {"knn_val": validation_score(
-        encoder, train, validation_images=cfg.data.validation_images, seed=cfg.seed,
-        kind="knn", labels=n_lab, knn_k=cfg.eval.knn_k)}
+    return validation_score(encoder, train, validation_images=cfg.data.validation_images,
+                            seed=cfg.seed, kind="knn", labels=monitor_labels(cfg, train),
+                            knn_k=cfg.eval.knn_k)
 
 
-def run(cfg, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
-        export: bool = True, log=print) -> dict:
-    """The whole job; returns the summary (also written to ``summary.json``)."""
-    import tensorflow as tf
+def knn_monitor(cfg: ExperimentConfig, train: ImageSet) -> Callable[[keras.Model], dict]:
+    """``encoder -> {"knn_val": acc}`` (:func:`knn_validation`); features are
+    computed 1,000 images at a time."""
+    return lambda encoder: {"knn_val": knn_validation(cfg, train, encoder)}
 
+
+def _load_labeled(cfg: ExperimentConfig) -> Labeled:
+    """(train, test) of the evaluation dataset."""
+    from keras_ssl.data import load_labeled
+
+    return load_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels,
+                        cfg.data.tfds_data_dir)
+
+
+def _image_shape(cfg: ExperimentConfig) -> tuple[int, int, int]:
+    return (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
+
+
+def _pretrain(cfg: ExperimentConfig, run_dir: Path, *, progress: bool,
+              log: Callable) -> tuple[keras.Model, dict, Optional[Labeled]]:
+    """Pretrain (or resume) under ``run_dir``; saves ``encoder.keras``.
+
+    Returns (encoder, the pretraining summary, the labeled (train, test) sets
+    when the kNN monitor loaded them, else None).
+    """
     from keras_ssl import registry
-    from keras_ssl.data import load_labeled, load_pretrain
-    from keras_ssl.encoders import build_encoder
+    from keras_ssl.data import load_pretrain
     from keras_ssl.training.loop import Pretrainer
 
-    t_start = time.perf_counter()
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, cfg)
-    summary = {"config": cfg.name, "run_dir": str(run_dir)}
-    shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
-
     images = load_pretrain(cfg.data).images
-    pretext = registry.build("pretext", cfg.pretext, shape)
+    pretext = registry.build("pretext", cfg.pretext, _image_shape(cfg))
     pretext.save(run_dir)
     trainer = Pretrainer(cfg, run_dir, pretext, progress=progress, num_images=len(images))
     log(f"pretraining {cfg.encoder.name} + {cfg.method.name} on {cfg.pretext.name} "
@@ -58,53 +85,82 @@ def run(cfg, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
         f"{trainer.strategy.num_replicas_in_sync} replica(s))")
     labeled, monitor = None, None
     if cfg.train.monitor_every and cfg.data.validation_images:
-        labeled = load_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels,
-                               cfg.data.tfds_data_dir)
+        labeled = _load_labeled(cfg)
         monitor = knn_monitor(cfg, labeled[0])
     elif cfg.train.monitor_every:
         log("train.monitor_every is set but data.validation_images is 0: no kNN monitor")
-    summary["pretrain"] = trainer.train(images, monitor=monitor)
-    if summary["pretrain"].get("resumed_finished"):
+    summary = trainer.train(images, monitor=monitor)
+    if summary.get("resumed_finished"):
         # Evaluated or exported again: the pretraining facts are those of the run that trained.
         previous = previous_pretrain(run_dir)
         if previous:
-            summary["pretrain"] = {**previous, "resumed_finished": True}
+            summary = {**previous, "resumed_finished": True}
     encoder = trainer.encoder
     encoder.save(run_dir / "encoder.keras")
+    return encoder, summary, labeled
 
+
+def _write_eval_summaries(run_dir: Path, step: int, md: str, rows: list[dict]) -> None:
+    """The results table and one scalar per (protocol, label count) in TensorBoard's ``eval`` run."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(run_dir / "tb" / "eval"))
+    with writer.as_default(step=step):
+        tf.summary.text("results", md)
+        for r in rows:
+            tf.summary.scalar(f"{r['protocol']}/{r['labels']}_labels", r["mean"])
+    writer.flush()
+
+
+def _evaluate(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, labeled: Optional[Labeled],
+              *, progress: bool, log: Callable) -> dict:
+    """Few-label evaluation of ``encoder``: writes ``results.json``/``.md`` and the
+    TensorBoard summaries; returns the summary's ``validation`` (when there is a
+    validation split) and ``evaluate_seconds``."""
+    from keras_ssl.encoders import build_encoder
+    from keras_ssl.evaluation.protocols import evaluate_encoder
+    from keras_ssl.evaluation.results import write_results
+
+    out = {}
+    train, test = labeled or _load_labeled(cfg)
+    if cfg.data.validation_images:
+        out["validation"] = {f"knn_{monitor_labels(cfg, train)}_labels": knn_validation(cfg, train, encoder)}
+    results = evaluate_encoder(
+        encoder, lambda: build_encoder(cfg.encoder, _image_shape(cfg)), cfg.eval, train, test,
+        validation_images=cfg.data.validation_images, seed=cfg.seed,
+        encoder_label=cfg.pretext.name, progress=progress)
+    results["config"] = cfg.name
+    results["pretrain"] = {"steps": cfg.train.steps, "batch_size": cfg.train.batch_size,
+                           "encoder": cfg.encoder.name, "method": cfg.method.name}
+    md = write_results(results, run_dir, title=f"{cfg.name}: few-label test accuracy")
+    out["evaluate_seconds"] = results["seconds"]
+    _write_eval_summaries(run_dir, cfg.train.steps, md, results["rows"])
+    log(md)
+    return out
+
+
+def _export(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, *, log: Callable) -> dict:
+    """A new SavedModel version of ``encoder`` under ``run_dir/export``; returns the summary's ``export``."""
+    from keras_ssl.export import export_encoder
+
+    path = export_encoder(encoder, run_dir / "export", cfg.export.model_name or cfg.name,
+                          config=to_dict(cfg), taps=cfg.export.taps)
+    log(f"exported SavedModel: {path}")
+    return {"export": str(path)}
+
+
+def run(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
+        export: bool = True, log: Callable = print) -> dict:
+    """The whole job; returns the summary (also written to ``summary.json``)."""
+    t_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, cfg)
+    summary = {"config": cfg.name, "run_dir": str(run_dir)}
+    encoder, summary["pretrain"], labeled = _pretrain(cfg, run_dir, progress=progress, log=log)
     if evaluate:
-        from keras_ssl.evaluation.protocols import evaluate_encoder, validation_score, write_results
-        train, test = labeled or load_labeled(cfg.data.eval_dataset, cfg.data.image_size,
-                                              cfg.data.channels, cfg.data.tfds_data_dir)
-        if cfg.data.validation_images:
-            n_lab = monitor_labels(cfg, train)
-            summary["validation"] = {f"knn_{n_lab}_labels": validation_score(
-                encoder, train, validation_images=cfg.data.validation_images, seed=cfg.seed,
-                kind="knn", labels=n_lab, knn_k=cfg.eval.knn_k)}
-        results = evaluate_encoder(
-            encoder, lambda: build_encoder(cfg.encoder, shape), cfg.eval, train, test,
-            validation_images=cfg.data.validation_images, seed=cfg.seed,
-            method_name=cfg.pretext.name, progress=progress)
-        results["config"] = cfg.name
-        results["pretrain"] = {"steps": cfg.train.steps, "batch_size": cfg.train.batch_size,
-                               "encoder": cfg.encoder.name, "method": cfg.method.name}
-        md = write_results(results, run_dir, title=f"{cfg.name}: few-label test accuracy")
-        summary["evaluate_seconds"] = results["seconds"]
-        writer = tf.summary.create_file_writer(str(run_dir / "tb" / "eval"))
-        with writer.as_default(step=cfg.train.steps):
-            tf.summary.text("results", md)
-            for r in results["rows"]:
-                tf.summary.scalar(f"{r['protocol']}/{r['labels']}_labels", r["mean"])
-        writer.flush()
-        log(md)
-
+        summary.update(_evaluate(cfg, run_dir, encoder, labeled, progress=progress, log=log))
     if export and cfg.export.enabled:
-        from keras_ssl.export import export_encoder
-        path = export_encoder(encoder, run_dir / "export", cfg.export.model_name or cfg.name,
-                              config=to_dict(cfg), taps=cfg.export.taps)
-        summary["export"] = str(path)
-        log(f"exported SavedModel: {path}")
-
+        summary.update(_export(cfg, run_dir, encoder, log=log))
     summary["seconds"] = time.perf_counter() - t_start
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     log(f"done in {summary['seconds']:.0f} s; run directory: {run_dir}")

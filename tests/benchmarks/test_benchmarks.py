@@ -45,10 +45,10 @@ def test_shifted_input_trains_only_the_head():
     import keras
     import numpy as np
 
-    from keras_ssl.evaluation.protocols import mlp_head
+    from keras_ssl.evaluation.classifier import mlp_head
     inp = keras.Input((28, 28, 1))
     enc = keras.Model(inp, keras.layers.Flatten()(keras.layers.Conv2D(2, 3, strides=4)(inp)))
-    model = hv.ShiftedInput(enc, mlp_head(enc.output.shape[-1], 8, 0.0), shift=2)
+    model = hv.ShiftedInput(enc, mlp_head(enc.output.shape[-1], 8, 0.0, num_classes=10), shift=2)
     x = np.zeros((3, 28, 28, 1), np.float32)
     x[:, 14, 14] = 1.0
     assert model(x).shape == (3, 10)

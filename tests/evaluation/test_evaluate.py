@@ -1,11 +1,17 @@
+import dataclasses
+
 import numpy as np
+import pytest
 
 from keras_ssl.config import Component, EvalConfig
 from keras_ssl.data.core import ImageSet
 from keras_ssl.encoders import build_encoder
 from keras_ssl.encoders.convnet import ConvNetParams
-from keras_ssl.evaluation.protocols import (evaluate_encoder, knn_accuracy, mlp_head, accuracy,
-                                results_markdown, train_classifier, validation_score)
+from keras_ssl.evaluation.classifier import accuracy, mlp_head, train_classifier
+from keras_ssl.evaluation.features import knn_accuracy
+from keras_ssl.evaluation.protocols import evaluate_encoder
+from keras_ssl.evaluation.results import results_markdown
+from keras_ssl.evaluation.validation import validation_score
 
 
 def test_knn_on_separable_features():
@@ -14,15 +20,15 @@ def test_knn_on_separable_features():
     ytr, yte = np.arange(100) % 10, np.arange(50) % 10
     xtr = centers[ytr] + rng.normal(size=(100, 16))
     xte = centers[yte] + rng.normal(size=(50, 16))
-    assert knn_accuracy(xtr, ytr, xte, yte, k=5) > 0.95
-    assert knn_accuracy(xtr, ytr, xte, (yte + 1) % 10, k=5) < 0.1
+    assert knn_accuracy(xtr, ytr, xte, yte, k=5, num_classes=10) > 0.95
+    assert knn_accuracy(xtr, ytr, xte, (yte + 1) % 10, k=5, num_classes=10) < 0.1
 
 
 def test_train_classifier_learns():
     rng = np.random.default_rng(1)
     y = np.arange(200) % 10
     x = (np.eye(10)[y] * 3 + rng.normal(size=(200, 10)) * 0.3).astype(np.float32)
-    head = mlp_head(10, 32, 0.0)
+    head = mlp_head(10, 32, 0.0, num_classes=10)
     before = accuracy(head, x, y)
     train_classifier(head, x, y, steps=200, batch=32, lr=0.05, momentum=0.9, l2=0.0, seed=0)
     assert accuracy(head, x, y) > max(0.9, before)
@@ -37,7 +43,7 @@ def test_protocol_rows_and_table(digits):
     e = EvalConfig(label_counts=(20, 50), seeds=(0, 1), head_hidden=16, head_steps=30,
                    scratch_steps=30, linear_probe_steps=30, head_batch_size=16)
     res = evaluate_encoder(enc, lambda: build_encoder(comp, (28, 28, 1)), e, train, test,
-                           validation_images=50, seed=0, method_name="egomotion", progress=False)
+                           validation_images=50, seed=0, encoder_label="egomotion", progress=False)
     rows = {(r["method"], r["protocol"], r["labels"]): r for r in res["rows"]}
     for n in (20, 50):
         for key in [("egomotion", "frozen_mlp", n), ("scratch", "scratch", n), ("egomotion", "knn", n),
@@ -54,7 +60,7 @@ def test_protocol_rows_and_table(digits):
     assert res["protocol"]["test_images"] == 100 and res["protocol"]["labeled_pool"] == 250
     # Same seeds, same numbers.
     again = evaluate_encoder(enc, lambda: build_encoder(comp, (28, 28, 1)), e, train, test,
-                             validation_images=50, seed=0, method_name="egomotion", progress=False)
+                             validation_images=50, seed=0, encoder_label="egomotion", progress=False)
     assert [r["values"] for r in again["rows"] if r["protocol"] != "scratch"] == \
            [r["values"] for r in res["rows"] if r["protocol"] != "scratch"]
 
@@ -64,3 +70,49 @@ def test_validation_score_uses_validation_split(digits):
     enc = build_encoder(Component("convnet", ConvNetParams(filters=(4,))), (28, 28, 1))
     s = validation_score(enc, ImageSet(images, labels), validation_images=100, seed=0, labels=100)
     assert 0.3 < s <= 1.0
+
+
+def test_three_classes_give_three_output_heads(digits, monkeypatch):
+    """The number of classes comes from the labels: a 3-class set gets 3-way heads and votes."""
+    from keras_ssl.evaluation import classifier, protocols
+    from keras_ssl.evaluation.subsets import class_count
+
+    images, labels = digits(240, seed=3, classes=3)
+    train, test = ImageSet(images[:180], labels[:180]), ImageSet(images[180:], labels[180:])
+    assert class_count(train.labels, test.labels) == 3
+    with pytest.raises(ValueError, match="outside the 3 classes"):
+        class_count(train.labels, np.array([0, 3]))
+    outputs, votes = [], []
+    real_head, real_knn = classifier.mlp_head, protocols.knn_accuracy
+
+    def head(*args, **kwargs):
+        model = real_head(*args, **kwargs)
+        outputs.append(model.output.shape[-1])
+        return model
+
+    def knn(*args, **kwargs):
+        votes.append(kwargs["num_classes"])
+        return real_knn(*args, **kwargs)
+
+    monkeypatch.setattr(classifier, "mlp_head", head)
+    monkeypatch.setattr(protocols, "knn_accuracy", knn)
+    comp = Component("convnet", ConvNetParams(filters=(4,)))
+    enc = build_encoder(comp, (28, 28, 1))
+    e = EvalConfig(label_counts=(6, 30), seeds=(0,), head_hidden=8, head_steps=20,
+                   scratch_steps=20, linear_probe_steps=20, head_batch_size=8)
+    res = evaluate_encoder(enc, lambda: build_encoder(comp, (28, 28, 1)), e, train, test,
+                           validation_images=30, seed=0, encoder_label="rotation", progress=False)
+    assert outputs and set(outputs) == {3} and votes == [3, 3]
+    protocols_run = {r["protocol"] for r in res["rows"]}
+    assert {"frozen_mlp", "scratch", "random_frozen", "knn", "linear:features"} <= protocols_run
+    assert all(len(r["values"]) == 1 and 0.0 <= r["mean"] <= 1.0 for r in res["rows"])
+    assert 0.0 <= validation_score(enc, train, validation_images=30, seed=0, labels=30, kind="linear",
+                                   steps=20) <= 1.0
+    # Each protocol reseeds before it builds a model: turning the others off changes none of its numbers.
+    alone = evaluate_encoder(enc, lambda: build_encoder(comp, (28, 28, 1)),
+                             dataclasses.replace(e, random_frozen=False, linear_probe=False, knn=False),
+                             train, test, validation_images=30, seed=0, encoder_label="rotation",
+                             progress=False)
+    values = {(r["protocol"], r["labels"]): r["values"] for r in res["rows"]}
+    assert {(r["protocol"], r["labels"]): r["values"] for r in alone["rows"]} == \
+           {k: v for k, v in values.items() if k[0] in ("frozen_mlp", "scratch")}

@@ -1,0 +1,69 @@
+"""The few-label results written to a run directory: ``results.json`` (the document
+:func:`keras_ssl.evaluation.protocols.evaluate_encoder` returns, as is) and
+``results.md`` (:func:`results_markdown`: one row per (method, protocol), one
+column per label count, mean ± std over seeds, the thesis's rows beneath).
+
+Reading these files back is :mod:`keras_ssl.evaluation.compare`'s job; this
+module only writes them. Imports no TensorFlow.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from keras_ssl.evaluation.reference import thesis_by_count
+
+#: Table order of the protocols; the rest (linear probes) follow in the order measured.
+_ROW_ORDER = {"frozen_mlp": 0, "scratch": 1, "random_frozen": 2, "knn": 3}
+
+
+def mean_std(mean: float, std: Optional[float], n: Optional[int]) -> str:
+    """``mean ± std`` over ``n`` seeds to 3 decimals, the mean alone for one seed;
+    a published figure (``std`` None) to its 2 decimals."""
+    if std is None:
+        return f"{mean:.2f}"
+    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def _fmt(row: Optional[dict]) -> str:
+    if row is None:
+        return "-"
+    return mean_std(row["mean"], row["std"], len(row["values"]))
+
+
+def results_markdown(results: dict, title: str = "") -> str:
+    """The results table beside the thesis's rows."""
+    counts = results["protocol"]["label_counts"]
+    by = {(r["method"], r["protocol"], r["labels"]): r for r in results["rows"]}
+    keys = []
+    for r in results["rows"]:
+        k = (r["method"], r["protocol"])
+        if k not in keys:
+            keys.append(k)
+    keys.sort(key=lambda k: _ROW_ORDER.get(k[1], 4))  # stable: probes stay in layer order
+    head = "| method | protocol | " + " | ".join(str(c) for c in counts) + " |"
+    sep = "|---|---|" + "---:|" * len(counts)
+    lines = [f"## {title}" if title else "", head, sep]
+    for m, p in keys:
+        lines.append(f"| {m} | {p} | " + " | ".join(_fmt(by.get((m, p, c))) for c in counts) + " |")
+    for name, ref in thesis_by_count().items():
+        lines.append(f"| thesis: {name} | reported | " + " | ".join(
+            f"{ref[c]:.2f}" if c in ref else "-" for c in counts) + " |")
+    p = results["protocol"]
+    lines += ["", f"Protocol: {len(p['seeds'])} seed(s) {p['seeds']}; frozen head dense {p['head_hidden']} "
+              f"+ dropout {p['head_dropout']}, {p['head_steps']} steps, batch {p['head_batch_size']}, "
+              f"lr {p['head_learning_rate']}; scratch {p['scratch_steps']} steps; linear probes "
+              f"{p['linear_probe_steps']} steps; kNN k={p['knn_k']} (cosine); test images: "
+              f"{p['test_images']}; labeled subsets drawn from {p['labeled_pool']} training images "
+              f"({p['validation_images']} held out for validation). Mean ± std over seeds."]
+    return "\n".join(l for l in lines if l is not None) + "\n"
+
+
+def write_results(results: dict, run_dir: Path, title: str = "") -> str:
+    """Write ``results.json`` and ``results.md`` under ``run_dir``; returns the markdown."""
+    run_dir = Path(run_dir)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = results_markdown(results, title)
+    (run_dir / "results.md").write_text(md)
+    return md
