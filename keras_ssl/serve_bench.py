@@ -2,6 +2,8 @@
 
     python -m keras_ssl.serve_bench [--export-dir DIR | --run-dir RUN] [--seconds 10] [--concurrency 1 8 32]
 """
+from __future__ import annotations
+
 import sys
 
 from keras_ssl.server.bench import main

@@ -22,7 +22,10 @@ turns them into NaN features), ``--grpc_max_workers``. Also TF Serving's
 ``--tensorflow_inter_op_parallelism``.
 
 Library use (tests, benchmarks): :func:`start_server` returns a
-:class:`ServerHandle` with the bound ports (0 = pick a free port).
+:class:`ServerHandle` with the bound ports (0 = pick a free port);
+:meth:`ServerHandle.stop` stops everything it started (front ends, the
+models.config watcher, the model manager). :func:`main` exits 2 with one
+``error: ...`` line for a flag or config file it cannot run with.
 """
 from __future__ import annotations
 
@@ -33,22 +36,28 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 from keras_ssl.export.contract import NAME_RE
-from keras_ssl.server.models import (BatchingConfig, Limits, ModelConfig, ModelManager,
-                                      parse_batching_config, parse_models_config)
+from keras_ssl.server.manager import ModelManager
+from keras_ssl.server.model_config import (BatchingConfig, ModelConfig, parse_batching_config,
+                                           parse_models_config)
+from keras_ssl.server.validation import Limits
+from keras_ssl.server.watcher import ConfigFileWatcher
 
 log = logging.getLogger("keras_ssl.serve")
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass
 class ServerHandle:
+    """A running server: its model manager, front ends (None: disabled) and config watcher."""
     manager: ModelManager
     rest: Optional[object]
     grpc: Optional[object]
+    watcher: Optional[ConfigFileWatcher] = None
 
     @property
     def rest_port(self) -> Optional[int]:
@@ -59,10 +68,13 @@ class ServerHandle:
         return self.grpc.port if self.grpc is not None else None
 
     def stop(self):
+        """Stop the front ends first (no new requests), then the watcher, then the models."""
         if self.rest is not None:
             self.rest.stop()
         if self.grpc is not None:
             self.grpc.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.manager.stop()
 
 
@@ -80,24 +92,22 @@ def start_server(models: Sequence[ModelConfig], *, host: str = "127.0.0.1",
     limits = limits or Limits(max_tensor_bytes=4 * max_body_bytes)
     manager = ModelManager(list(models), batching=batching, poll_wait_seconds=poll_wait_seconds,
                            limits=limits).start()
+    handle = ServerHandle(manager, None, None)
     if model_config_file and model_config_poll_seconds > 0:
-        manager.watch_config_file(model_config_file, model_config_poll_seconds)
-    rest = grpc_srv = None
+        handle.watcher = ConfigFileWatcher(manager, model_config_file, model_config_poll_seconds).start()
     try:
         if grpc_port is not None:
-            grpc_srv = GrpcServer(manager, host, grpc_port, max_message_bytes=max_body_bytes,
-                                  max_workers=grpc_max_workers,
-                                  max_tensor_bytes=limits.max_tensor_bytes).start()
+            handle.grpc = GrpcServer(manager, host, grpc_port, max_message_bytes=max_body_bytes,
+                                     max_workers=grpc_max_workers,
+                                     max_tensor_bytes=limits.max_tensor_bytes).start()
         if rest_port is not None:
-            rest = RestServer(manager, host, rest_port, max_body_bytes=max_body_bytes,
-                              max_connections=rest_max_connections,
-                              timeout_seconds=rest_timeout_seconds).start()
+            handle.rest = RestServer(manager, host, rest_port, max_body_bytes=max_body_bytes,
+                                     max_connections=rest_max_connections,
+                                     timeout_seconds=rest_timeout_seconds).start()
     except Exception:
-        if grpc_srv is not None:
-            grpc_srv.stop()
-        manager.stop()
+        handle.stop()  # what started so far (a front end that failed to bind is None)
         raise
-    return ServerHandle(manager, rest, grpc_srv)
+    return handle
 
 
 def _bool_flag(v: Optional[str]) -> bool:
@@ -145,58 +155,74 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _UsageError(Exception):
+    """A flag or config file the command line cannot run with (exit status 2)."""
+
+
 def _fail(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return 2
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+def _read_config_file(flag: str, value: str, parse: Callable[[str, str], T]) -> T:
+    """``parse(text, path)`` of the file a flag names; _UsageError if missing or invalid."""
+    path = Path(value)
+    if not path.is_file():
+        raise _UsageError(f"{flag} not found: {path}")
+    try:
+        return parse(path.read_text(), str(path))
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+
+
+def _models_from_flags(args: argparse.Namespace) -> list[ModelConfig]:
+    """--model_config_file, or else one model from --model_name / --model_base_path."""
     if args.model_config_file:
-        path = Path(args.model_config_file)
-        if not path.is_file():
-            return _fail(f"--model_config_file not found: {path}")
-        try:
-            models = parse_models_config(path.read_text(), str(path))
-        except ValueError as e:
-            return _fail(str(e))
-    else:
-        if not args.model_base_path:
-            return _fail("give --model_base_path (with --model_name) or --model_config_file")
-        if not NAME_RE.match(args.model_name):
-            return _fail(f"invalid --model_name {args.model_name!r}")
-        models = [ModelConfig(name=args.model_name, base_path=args.model_base_path)]
-    batching = None
-    if args.enable_batching:
-        if args.batching_parameters_file:
-            bpath = Path(args.batching_parameters_file)
-            if not bpath.is_file():
-                return _fail(f"--batching_parameters_file not found: {bpath}")
-            try:
-                batching = parse_batching_config(bpath.read_text(), str(bpath))
-            except ValueError as e:
-                return _fail(str(e))
-        else:
-            batching = BatchingConfig()
+        return _read_config_file("--model_config_file", args.model_config_file, parse_models_config)
+    if not args.model_base_path:
+        raise _UsageError("give --model_base_path (with --model_name) or --model_config_file")
+    if not NAME_RE.match(args.model_name):
+        raise _UsageError(f"invalid --model_name {args.model_name!r}")
+    return [ModelConfig(name=args.model_name, base_path=args.model_base_path)]
+
+
+def _batching_from_flags(args: argparse.Namespace) -> Optional[BatchingConfig]:
+    """None without --enable_batching; the --batching_parameters_file or the defaults with it."""
+    if not args.enable_batching:
+        return None
+    if args.batching_parameters_file:
+        return _read_config_file("--batching_parameters_file", args.batching_parameters_file,
+                                 parse_batching_config)
+    return BatchingConfig()
+
+
+def _check_positive_flags(args: argparse.Namespace) -> None:
     for name, v in (("--max_body_bytes", args.max_body_bytes), ("--max_image_pixels", args.max_image_pixels),
                     ("--grpc_max_workers", args.grpc_max_workers),
                     ("--rest_api_num_threads", args.rest_api_num_threads),
                     ("--rest_api_timeout_in_ms", args.rest_api_timeout_in_ms)):
         if v < 1:
-            return _fail(f"{name} must be positive")
-    if args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism:
-        import tensorflow as tf
+            raise _UsageError(f"{name} must be positive")
 
-        if args.tensorflow_intra_op_parallelism:
-            tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
-        if args.tensorflow_inter_op_parallelism:
-            tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+
+def _set_tf_threads(args: argparse.Namespace) -> None:
+    """TF Serving's --tensorflow_{intra,inter}_op_parallelism (0: TensorFlow's default)."""
+    if not (args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism):
+        return  # do not import TensorFlow for nothing
+    import tensorflow as tf
+
+    if args.tensorflow_intra_op_parallelism:
+        tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    if args.tensorflow_inter_op_parallelism:
+        tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+
+
+def _start_from_flags(args: argparse.Namespace, models: list[ModelConfig],
+                      batching: Optional[BatchingConfig]) -> ServerHandle:
     limits = Limits(max_image_pixels=args.max_image_pixels,
                     max_tensor_bytes=4 * args.max_body_bytes, allow_nonfinite=args.allow_nonfinite)
     try:
-        handle = start_server(
+        return start_server(
             models, host=args.host, grpc_port=args.port or None, rest_port=args.rest_api_port or None,
             batching=batching, poll_wait_seconds=args.file_system_poll_wait_seconds,
             max_body_bytes=args.max_body_bytes, limits=limits, grpc_max_workers=args.grpc_max_workers,
@@ -205,17 +231,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             model_config_file=args.model_config_file,
             model_config_poll_seconds=args.model_config_file_poll_wait_seconds)
     except OSError as e:
-        return _fail(f"cannot bind: {e}")
+        raise _UsageError(f"cannot bind: {e}") from None
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        models = _models_from_flags(args)
+        batching = _batching_from_flags(args)
+        _check_positive_flags(args)
+        _set_tf_threads(args)
+        handle = _start_from_flags(args, models, batching)
+    except _UsageError as e:
+        return _fail(str(e))
     if handle.grpc_port:
         log.info("Running gRPC ModelServer at %s:%d ...", args.host, handle.grpc_port)
     if handle.rest_port:
         log.info("Exporting HTTP/REST API at:%s:%d ...", args.host, handle.rest_port)
     if batching is not None:
         log.info("Batching: %s", batching)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    _wait_for_signal()
     log.info("Shutting down")
     handle.stop()
     return 0

@@ -4,19 +4,23 @@
 (``Classify`` / ``Regress`` / ``MultiInference`` answer UNIMPLEMENTED);
 ``tensorflow.serving.ModelService``: ``GetModelStatus``. Client mistakes get
 INVALID_ARGUMENT / NOT_FOUND with a message; tensors are read with
-``tf.make_ndarray`` after checking their declared size (no pickle).
+``tf.make_ndarray`` after checking their declared size (no pickle). Every
+RPC goes through :func:`_rpc`: a :class:`ServingError` aborts with its code and
+message, anything else is logged and aborts INTERNAL.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from concurrent import futures
-from typing import Optional
+from typing import Callable, Optional
 
 import grpc
 import numpy as np
 
-from keras_ssl.server.models import ModelManager, ServingError, invalid
+from keras_ssl.server.errors import ServingError, invalid
+from keras_ssl.server.manager import ModelManager
 
 log = logging.getLogger("keras_ssl.serve")
 
@@ -112,71 +116,81 @@ def _model_spec(name, version, signature_name):
     return spec
 
 
+def _rpc(handler: Callable):
+    """A servicer method from ``handler(self, request)``: errors become gRPC aborts."""
+    @functools.wraps(handler)
+    def method(self, request, context):
+        try:
+            return handler(self, request)
+        except ServingError as e:
+            _abort(context, e)
+        except Exception as e:  # noqa: BLE001 - a bug answers INTERNAL, the server keeps running
+            log.exception("internal error in %s", handler.__name__)
+            _abort(context, ServingError("INTERNAL", f"{type(e).__name__}: {e}"))
+    return method
+
+
+def predict_response(manager: ModelManager, request, max_tensor_bytes: int):
+    """The PredictResponse to a PredictRequest."""
+    from tensorflow_serving.apis import predict_pb2
+
+    name, version, label = _spec(request)
+    lv = manager.resolve(name, version, label)
+    inputs = {k: tensor_proto_to_array(k, v, max_tensor_bytes) for k, v in request.inputs.items()}
+    sig, out = lv.predict(request.model_spec.signature_name, inputs, tuple(request.output_filter))
+    resp = predict_pb2.PredictResponse(model_spec=_model_spec(name, lv.version, sig))
+    for k, v in out.items():
+        fill_tensor_proto(resp.outputs[k], v)
+    return resp
+
+
+def metadata_response(manager: ModelManager, request):
+    """The GetModelMetadataResponse (signature_def only, as TF Serving) to its request."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    name, version, label = _spec(request)
+    fields = list(request.metadata_field)
+    if fields != ["signature_def"]:
+        raise invalid(f"metadata_field must be [\"signature_def\"], got {fields}")
+    lv = manager.resolve(name, version, label)
+    resp = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=_model_spec(name, lv.version, ""))
+    resp.metadata["signature_def"].Pack(lv.signature_def_map())
+    return resp
+
+
+def status_response(manager: ModelManager, request):
+    """The GetModelStatusResponse to its request."""
+    from tensorflow_serving.apis import get_model_status_pb2, status_pb2
+
+    name, version, label = _spec(request)
+    states = manager.status(name, version, label)
+    resp = get_model_status_pb2.GetModelStatusResponse()
+    for v, st in states:
+        mvs = resp.model_version_status.add()
+        mvs.version = v
+        mvs.state = _STATE[st.state]
+        code = 0 if st.error_code == "OK" else 2  # OK / UNKNOWN (tensorflow.error.Code)
+        mvs.status.CopyFrom(status_pb2.StatusProto(error_code=code, error_message=st.error_message))
+    return resp
+
+
 def _servicers(manager: ModelManager, max_tensor_bytes: int):
-    import tensorflow as tf
-    from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
-                                         model_service_pb2_grpc, predict_pb2,
-                                         prediction_service_pb2_grpc)
-    from tensorflow_serving.apis import status_pb2
+    """The PredictionService and ModelService servicers over ``manager``."""
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def Predict(self, request, context):  # noqa: N802
-            try:
-                name, version, label = _spec(request)
-                lv = manager.resolve(name, version, label)
-                inputs = {k: tensor_proto_to_array(k, v, max_tensor_bytes)
-                          for k, v in request.inputs.items()}
-                sig, out = lv.predict(request.model_spec.signature_name, inputs,
-                                      tuple(request.output_filter))
-                resp = predict_pb2.PredictResponse(model_spec=_model_spec(name, lv.version, sig))
-                for k, v in out.items():
-                    fill_tensor_proto(resp.outputs[k], v)
-                return resp
-            except ServingError as e:
-                _abort(context, e)
-            except Exception as e:  # noqa: BLE001
-                log.exception("internal error in Predict")
-                _abort(context, ServingError("INTERNAL", f"{type(e).__name__}: {e}"))
+        @_rpc
+        def Predict(self, request):  # noqa: N802
+            return predict_response(manager, request, max_tensor_bytes)
 
-        def GetModelMetadata(self, request, context):  # noqa: N802
-            try:
-                name, version, label = _spec(request)
-                fields = list(request.metadata_field)
-                if fields != ["signature_def"]:
-                    raise invalid(f"metadata_field must be [\"signature_def\"], got {fields}")
-                lv = manager.resolve(name, version, label)
-                sdm = get_model_metadata_pb2.SignatureDefMap()
-                for k, sd in lv.signature_defs.items():
-                    sdm.signature_def[k].CopyFrom(sd)
-                resp = get_model_metadata_pb2.GetModelMetadataResponse(
-                    model_spec=_model_spec(name, lv.version, ""))
-                resp.metadata["signature_def"].Pack(sdm)
-                return resp
-            except ServingError as e:
-                _abort(context, e)
-            except Exception as e:  # noqa: BLE001
-                log.exception("internal error in GetModelMetadata")
-                _abort(context, ServingError("INTERNAL", f"{type(e).__name__}: {e}"))
+        @_rpc
+        def GetModelMetadata(self, request):  # noqa: N802
+            return metadata_response(manager, request)
 
     class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-        def GetModelStatus(self, request, context):  # noqa: N802
-            try:
-                name, version, label = _spec(request)
-                states = manager.status(name, version, label)
-                resp = get_model_status_pb2.GetModelStatusResponse()
-                for v, st in states:
-                    mvs = resp.model_version_status.add()
-                    mvs.version = v
-                    mvs.state = _STATE[st.state]
-                    code = 0 if st.error_code == "OK" else 2  # OK / UNKNOWN (tensorflow.error.Code)
-                    mvs.status.CopyFrom(status_pb2.StatusProto(
-                        error_code=code, error_message=st.error_message))
-                return resp
-            except ServingError as e:
-                _abort(context, e)
-            except Exception as e:  # noqa: BLE001
-                log.exception("internal error in GetModelStatus")
-                _abort(context, ServingError("INTERNAL", f"{type(e).__name__}: {e}"))
+        @_rpc
+        def GetModelStatus(self, request):  # noqa: N802
+            return status_response(manager, request)
 
     return PredictionService(), ModelService()
 

@@ -9,12 +9,10 @@ Routes (as TF Serving)::
 Every error is ``{"error": "..."}`` with TF Serving's HTTP status for its
 code; client mistakes are 4xx, never 500. The path is matched by a strict
 regex and the name / version / label are checked before the model manager
-looks them up in memory.
+looks them up in memory. JSON <-> tensors is :mod:`.rest_codec`.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import re
@@ -24,11 +22,12 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
-import numpy as np
-
 from keras_ssl.export.contract import INT64_MAX, LABEL_RE, NAME_RE, SERVING_SIGNATURE
-from keras_ssl.server.models import (ModelManager, ServingError,
-                                      invalid, not_found)
+from keras_ssl.server.errors import ServingError, invalid, not_found
+from keras_ssl.server.manager import ModelManager
+from keras_ssl.server.rest_codec import (columns_to_inputs, decode_predict_body,
+                                         encode_predict_response, metadata_json, rows_to_inputs,
+                                         status_json)
 
 log = logging.getLogger("keras_ssl.serve")
 
@@ -57,177 +56,6 @@ def parse_path(path: str) -> dict:
         raise invalid(f"invalid version label {label[:130]!r}: expected [A-Za-z0-9][A-Za-z0-9_.-]*")
     return {"name": name, "version": v, "label": label,
             "metadata": bool(m.group("metadata")), "verb": m.group("verb")}
-
-
-# --------------------------------------------------------------------------
-# JSON <-> tensors
-# --------------------------------------------------------------------------
-
-def _b64decode(s: Any, where: str) -> bytes:
-    if not isinstance(s, str):
-        raise invalid(f"{where}: \"b64\" must hold a base64 string, got {type(s).__name__}")
-    t = s.strip().replace("-", "+").replace("_", "/")  # accept web-safe too
-    t += "=" * (-len(t) % 4)
-    try:
-        return base64.b64decode(t, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid(f"{where}: invalid base64 data in {{\"b64\": ...}}") from None
-
-
-def _is_b64(v) -> bool:
-    return isinstance(v, dict) and len(v) == 1 and "b64" in v
-
-
-def _has_b64(v) -> bool:
-    """Whether a JSON value (nested lists) contains a {"b64": ...} leaf (checks the first leaf path)."""
-    while isinstance(v, list) and v:
-        v = v[0]
-    return _is_b64(v) or isinstance(v, str)
-
-
-def _to_bytes_tree(v, where: str):
-    if _is_b64(v):
-        return _b64decode(v["b64"], where)
-    if isinstance(v, str):
-        return v.encode("utf-8")
-    if isinstance(v, list):
-        return [_to_bytes_tree(x, where) for x in v]
-    if isinstance(v, dict):
-        raise invalid(f"{where}: unexpected object {sorted(v)[:5]}; binary values are {{\"b64\": ...}}")
-    return v
-
-
-def json_to_array(value, where: str) -> np.ndarray:
-    """A JSON tensor (nested lists; b64 objects for bytes) -> ndarray (object for bytes)."""
-    if _has_b64(value):
-        tree = _to_bytes_tree(value, where)
-        try:
-            arr = np.array(tree, dtype=object)
-        except ValueError:
-            raise invalid(f"{where}: ragged tensor (lists of different lengths)") from None
-        if arr.size and any(isinstance(e, list) for e in arr.flat):
-            raise invalid(f"{where}: ragged tensor (lists of different lengths)")
-        return arr
-    if isinstance(value, dict):
-        raise invalid(f"{where}: unexpected object with keys {sorted(value)[:5]}")
-    try:
-        arr = np.asarray(value)
-    except ValueError:
-        raise invalid(f"{where}: ragged tensor (lists of different lengths) or more than 32 "
-                      "dimensions") from None
-    if arr.dtype == object:
-        if arr.size and any(isinstance(e, (list, dict)) for e in arr.flat):
-            raise invalid(f"{where}: ragged tensor or mixed values")
-        if any(e is None for e in arr.flat):
-            raise invalid(f"{where}: null values are not allowed")
-        if all(isinstance(e, int) for e in arr.flat):
-            raise invalid(f"{where}: integer values out of the 64-bit range")
-        raise invalid(f"{where}: mixed value types")
-    return arr
-
-
-def decode_predict_body(body: bytes) -> tuple[str, Any, str]:
-    """Parse a :predict body -> (signature_name, {input: ndarray}, "row"|"columnar")."""
-    try:
-        req = json.loads(body)
-    except UnicodeDecodeError:
-        raise invalid("request body is not UTF-8 JSON") from None
-    except json.JSONDecodeError as e:
-        raise invalid(f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except RecursionError:
-        raise invalid("JSON nested too deeply") from None
-    if not isinstance(req, dict):
-        raise invalid("request body must be a JSON object with \"instances\" or \"inputs\"")
-    sig = req.get("signature_name", "")
-    if not isinstance(sig, str):
-        raise invalid("\"signature_name\" must be a string")
-    has_inst, has_inp = "instances" in req, "inputs" in req
-    if has_inst and has_inp:
-        raise invalid("request has both \"instances\" and \"inputs\"; use exactly one")
-    if not has_inst and not has_inp:
-        raise invalid("missing \"instances\" (row format) or \"inputs\" (columnar format)")
-    return sig, req["instances"] if has_inst else req["inputs"], "row" if has_inst else "columnar"
-
-
-def rows_to_inputs(instances, input_names: list[str]) -> dict:
-    if not isinstance(instances, list):
-        raise invalid("\"instances\" must be a list with one entry per example")
-    if not instances:
-        raise invalid("\"instances\" is empty")
-    first = instances[0]
-    named = isinstance(first, dict) and not _is_b64(first)
-    if not named:
-        if len(input_names) != 1:
-            raise invalid(f"this signature has inputs {input_names}: each instance must be an "
-                          "object keyed by input name")
-        if any(isinstance(x, dict) and not _is_b64(x) for x in instances):
-            raise invalid("instances mix objects and plain values")
-        return {input_names[0]: json_to_array(instances, f"input '{input_names[0]}'")}
-    cols: dict[str, list] = {}
-    for i, inst in enumerate(instances):
-        if not isinstance(inst, dict) or _is_b64(inst):
-            raise invalid(f"instance {i} is not an object keyed by input name")
-        if set(inst) != set(first):
-            raise invalid(f"instance {i} has keys {sorted(inst)}, instance 0 has {sorted(first)}")
-        for k, v in inst.items():
-            cols.setdefault(k, []).append(v)
-    return {k: json_to_array(v, f"input '{k}'") for k, v in cols.items()}
-
-
-def columns_to_inputs(inputs, input_names: list[str]) -> dict:
-    if isinstance(inputs, dict) and not _is_b64(inputs):
-        if not inputs:
-            raise invalid("\"inputs\" is an empty object")
-        return {k: json_to_array(v, f"input '{k}'") for k, v in inputs.items()}
-    if len(input_names) != 1:
-        raise invalid(f"this signature has inputs {input_names}: \"inputs\" must be an object "
-                      "keyed by input name")
-    return {input_names[0]: json_to_array(inputs, f"input '{input_names[0]}'")}
-
-
-def _out_json(name: str, arr: np.ndarray):
-    if arr.dtype == object or arr.dtype.kind == "S":
-        if name.endswith("_bytes"):
-            f = lambda b: {"b64": base64.b64encode(b).decode("ascii")}  # noqa: E731
-        else:
-            f = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
-        return np.vectorize(f, otypes=[object])(arr).tolist() if arr.size else arr.tolist()
-    return arr.tolist()
-
-
-def encode_predict_response(outputs: dict, fmt: str) -> dict:
-    names = sorted(outputs)
-    if fmt == "columnar":
-        if len(names) == 1:
-            return {"outputs": _out_json(names[0], outputs[names[0]])}
-        return {"outputs": {k: _out_json(k, outputs[k]) for k in names}}
-    if len(names) == 1:
-        return {"predictions": _out_json(names[0], outputs[names[0]])}
-    cols = {k: _out_json(k, outputs[k]) for k in names}
-    n = len(next(iter(cols.values())))
-    if any(len(v) != n for v in cols.values()):
-        raise ServingError("INVALID_ARGUMENT", "outputs have different batch sizes; use the "
-                           "columnar format (\"inputs\")")
-    return {"predictions": [{k: cols[k][i] for k in names} for i in range(n)]}
-
-
-def status_json(states) -> dict:
-    return {"model_version_status": [
-        {"version": str(v), "state": st.state,
-         "status": {"error_code": st.error_code, "error_message": st.error_message}}
-        for v, st in states]}
-
-
-def metadata_json(lv, name: str) -> dict:
-    from google.protobuf import json_format
-    from tensorflow_serving.apis import get_model_metadata_pb2
-
-    sdm = get_model_metadata_pb2.SignatureDefMap()
-    for k, sd in lv.signature_defs.items():
-        sdm.signature_def[k].CopyFrom(sd)
-    return {"model_spec": {"name": name, "signature_name": "", "version": str(lv.version)},
-            "metadata": {"signature_def": json_format.MessageToDict(
-                sdm, preserving_proto_field_name=True)}}
 
 
 # --------------------------------------------------------------------------
@@ -305,6 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n)
 
     def _dispatch(self, method: str):
+        """Answer one GET or POST; every error becomes a JSON error response."""
         try:
             if method == "POST":
                 body = self._read_body()
@@ -314,31 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True  # unread body: do not reuse the connection
             route = parse_path(self.path)
             if method == "GET":
-                if route["verb"] is not None:
-                    raise ServingError("METHOD_NOT_ALLOWED", f":{route['verb']} needs POST")
-                if route["metadata"]:
-                    lv = self.manager.resolve(route["name"], route["version"], route["label"])
-                    self._send(200, metadata_json(lv, route["name"]))
-                else:
-                    st = self.manager.status(route["name"], route["version"], route["label"])
-                    self._send(200, status_json(st))
-                return
-            if route["metadata"] or route["verb"] is None:
-                raise ServingError("METHOD_NOT_ALLOWED", "status and metadata need GET")
-            if route["verb"] in ("classify", "regress"):
-                raise ServingError("UNIMPLEMENTED", f":{route['verb']} is not supported by these "
-                                   "feature-extraction models; use :predict")
-            if route["verb"] != "predict":
-                raise not_found(f"Malformed request: unknown verb ':{route['verb']}'")
-            lv = self.manager.resolve(route["name"], route["version"], route["label"])
-            sig_name, payload, fmt = decode_predict_body(body)
-            sig_key = sig_name or SERVING_SIGNATURE
-            names = sorted(lv.inputs.get(sig_key, {}))
-            if sig_key not in lv.fns:
-                lv.predict(sig_key, {})  # raises the standard unknown-signature error
-            inputs = rows_to_inputs(payload, names) if fmt == "row" else columns_to_inputs(payload, names)
-            _, out = lv.predict(sig_key, inputs)
-            self._send(200, encode_predict_response(out, fmt))
+                self._get(route)
+            else:
+                self._post(route, body)
         except ServingError as e:
             status = {"PAYLOAD_TOO_LARGE": 413, "METHOD_NOT_ALLOWED": 405}.get(e.code, e.http_status)
             self._send(status, {"error": e.message}, close=self.close_connection)
@@ -350,6 +157,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(500, {"error": f"internal error: {type(e).__name__}: {e}"})
             except OSError:
                 self.close_connection = True
+
+    def _get(self, route: dict):
+        """Status or metadata."""
+        if route["verb"] is not None:
+            raise ServingError("METHOD_NOT_ALLOWED", f":{route['verb']} needs POST")
+        if route["metadata"]:
+            lv = self.manager.resolve(route["name"], route["version"], route["label"])
+            self._send(200, metadata_json(lv, route["name"]))
+        else:
+            st = self.manager.status(route["name"], route["version"], route["label"])
+            self._send(200, status_json(st))
+
+    def _post(self, route: dict, body: bytes):
+        """:predict (the only POST verb these models answer)."""
+        if route["metadata"] or route["verb"] is None:
+            raise ServingError("METHOD_NOT_ALLOWED", "status and metadata need GET")
+        if route["verb"] in ("classify", "regress"):
+            raise ServingError("UNIMPLEMENTED", f":{route['verb']} is not supported by these "
+                               "feature-extraction models; use :predict")
+        if route["verb"] != "predict":
+            raise not_found(f"Malformed request: unknown verb ':{route['verb']}'")
+        lv = self.manager.resolve(route["name"], route["version"], route["label"])
+        sig_name, payload, fmt = decode_predict_body(body)
+        sig_key = sig_name or SERVING_SIGNATURE
+        names = sorted(lv.inputs.get(sig_key, {}))
+        if sig_key not in lv.fns:
+            lv.predict(sig_key, {})  # raises the standard unknown-signature error
+        inputs = rows_to_inputs(payload, names) if fmt == "row" else columns_to_inputs(payload, names)
+        _, out = lv.predict(sig_key, inputs)
+        self._send(200, encode_predict_response(out, fmt))
 
     def do_GET(self):  # noqa: N802
         self._dispatch("GET")

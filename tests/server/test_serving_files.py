@@ -11,9 +11,12 @@ import py_compile
 import re
 from pathlib import Path
 
+import keras
 import pytest
 
-from support import ROOT as REPO  # noqa: E402
+from keras_ssl import export as ex
+from keras_ssl.server.model_config import parse_batching_config, parse_models_config
+from support import ROOT as REPO
 DOCKERFILE = REPO / "Dockerfile"
 SERVING = REPO / "serving"
 
@@ -50,8 +53,6 @@ def docker():
 
 
 def models_config():
-    from keras_ssl.server.models import parse_models_config
-
     return parse_models_config((SERVING / "models.config").read_text(), "serving/models.config")
 
 
@@ -82,9 +83,6 @@ def test_train_stage_runs_trainer(docker):
 
 def test_paths_match_export_layout(docker, tmp_path):
     """Run the export stage's command for real (paths mapped into tmp) and follow the COPYs."""
-    keras = pytest.importorskip("keras")
-    from keras_ssl import export as ex
-
     g, stages = docker
     exp, serve = stages["export"], stages["serve"]
     model_name = exp["args"]["MODEL_NAME"]
@@ -131,8 +129,6 @@ def test_paths_match_export_layout(docker, tmp_path):
 
 
 def test_batching_config_parses():
-    from keras_ssl.server.models import parse_batching_config
-
     cfg = parse_batching_config((SERVING / "batching.config").read_text(), "serving/batching.config")
     assert cfg.max_batch_size >= 1 and cfg.batch_timeout_micros >= 0 and cfg.num_batch_threads >= 1
     with pytest.raises(ValueError, match="unknown field"):
