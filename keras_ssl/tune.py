@@ -4,7 +4,7 @@
 """
 import sys
 
-from keras_ssl.tuning.sweep import main
+from keras_ssl.tuning.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Tune config: strict JSON -> frozen dataclasses, and the coarse-to-fine narrowing.
+"""Tune config: the schema (frozen dataclasses) and its strict loading from JSON.
 
 A tune config names a base experiment config, a search space over its dotted
 keys, an objective and a list of stages (see docs/tuning.md)::
@@ -23,16 +23,17 @@ or inverted ranges, log scale with min <= 0, space keys that are not settable
 keys of the base experiment config, and values the base config's own schema
 rejects (each range end and each choice is applied to the base config and
 parsed). Errors are :class:`~keras_ssl.config.ConfigError` naming the key and
-the file, like the experiment config's.
+the file, like the experiment config's: types, enumerations (``Literal``) and
+numeric bounds (:func:`keras_ssl.config.num` field metadata) are checked by
+the experiment config's own :func:`~keras_ssl.config.build_dataclass`; this
+module adds the checks that span several fields or the base config.
 
-This module needs no KerasTuner; :mod:`keras_ssl.tune` turns the parsed space
-into KerasTuner hyperparameters.
+This module needs no KerasTuner; :mod:`keras_ssl.tuning.space` turns the
+parsed space into KerasTuner hyperparameters and narrows it between stages.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,14 +41,15 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from keras_ssl.config import (SMOKE_OVERRIDES, Component, ConfigError, ExperimentConfig,
-                              build_dataclass, apply_overrides, config_from_dict, read_json_object)
+                              apply_overrides, build_dataclass, config_from_dict, num,
+                              read_json_object)
 
-TUNERS = ("random", "hyperband", "grid", "bayesian")
-OBJECTIVES = ("knn", "linear", "pretext_loss")
+Tuner = Literal["random", "hyperband", "grid", "bayesian"]
+ObjectiveKind = Literal["knn", "linear", "pretext_loss"]
+TUNERS = typing.get_args(Tuner)
+OBJECTIVES = typing.get_args(ObjectiveKind)
 #: Experiment keys that name or describe a run rather than set it.
 UNTUNABLE = {"name", "description", "cost", "smoke", "encoder.name", "pretext.name", "method.name"}
-
-Scalar = Union[bool, int, float, str]
 
 
 # --------------------------------------------------------------------------
@@ -66,7 +68,7 @@ class SearchDim:
     min: Optional[float] = None
     max: Optional[float] = None
     log: bool = False
-    step: Optional[float] = None
+    step: Optional[float] = num(None, 0, lo_open=True)
     values: tuple[Any, ...] = ()
 
 
@@ -80,8 +82,8 @@ class Objective:
     split; maximised. ``pretext_loss``: the pretext task's training loss over
     the last ``train.log_every`` steps; minimised.
     """
-    kind: Literal["knn", "linear", "pretext_loss"] = "knn"
-    labels: int = 1000
+    kind: ObjectiveKind = "knn"
+    labels: int = num(1000, 10)
     direction: Optional[Literal["max", "min"]] = None
 
     @property
@@ -99,19 +101,20 @@ class Objective:
 class Hyperband:
     """Hyperband budget: trial budgets are ``tuner/epochs`` x ``steps_per_epoch``
     pretraining steps (this sets ``train.steps``); a promoted trial continues
-    from its parent's checkpoint."""
-    max_epochs: int = 9
-    factor: int = 3
-    iterations: int = 1
-    steps_per_epoch: int = 100
+    from its parent's checkpoint. ``max_epochs``, ``factor`` (>= 2) and
+    ``iterations`` are KerasTuner's HyperbandOracle arguments."""
+    max_epochs: int = num(9, 1)
+    factor: int = num(3, 2)
+    iterations: int = num(1, 1)
+    steps_per_epoch: int = num(100, 1)
 
 
 @dataclass(frozen=True)
 class StageSmoke:
     """What ``--smoke`` changes in a stage: fewer trials, other overrides."""
-    trials: Optional[int] = None
+    trials: Optional[int] = num(None, 1)
     overrides: dict = field(default_factory=dict)
-    hyperband: Optional[Hyperband] = None
+    hyperband: Optional[Hyperband] = None     # its fields are range-checked like Stage.hyperband's
 
 
 @dataclass(frozen=True)
@@ -130,13 +133,13 @@ class Stage:
     chosen as best) so that tuned and default compare at equal cost.
     """
     name: str
-    tuner: Literal["random", "hyperband", "grid", "bayesian"] = "random"
-    trials: int = 10
+    tuner: Tuner = "random"
+    trials: int = num(10, 1)
     overrides: dict = field(default_factory=dict)
-    top_k: int = 3
-    margin: float = 0.25
+    top_k: int = num(3, 1)
+    margin: float = num(0.25, 0)
     pin: tuple[str, ...] = ()
-    grid_points: int = 3
+    grid_points: int = num(3, 1)
     baseline: bool = False
     hyperband: Hyperband = Hyperband()
     smoke: StageSmoke = StageSmoke()
@@ -144,12 +147,22 @@ class Stage:
 
 @dataclass(frozen=True)
 class TuneConfig:
+    """A whole tune config.
+
+    ``base``: the experiment config tuned (path relative to the tune config).
+    ``space``: dotted experiment key -> :class:`SearchDim`. ``stages``: run in
+    order, each narrowing around the previous one. ``seed``: the oracles'
+    seed (stage ``i`` uses a seed derived from it and ``i``).
+    ``max_consecutive_failed_trials``: failures in a row that stop the sweep.
+    ``smoke``: dotted experiment overrides that ``--smoke`` adds.
+    ``description`` / ``cost``: prose; not compared when a sweep resumes.
+    """
     base: str
     space: dict
     stages: tuple[Stage, ...]
     objective: Objective = Objective()
     seed: int = 0
-    max_consecutive_failed_trials: int = 3
+    max_consecutive_failed_trials: int = num(3, 1)
     description: str = ""
     cost: str = ""
     smoke: dict = field(default_factory=dict)
@@ -161,11 +174,6 @@ class TuneConfig:
 # --------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------
-
-def _check_positive(where, key, value, lo=1):
-    if value < lo:
-        raise ConfigError(f"{where}: '{key}' must be >= {lo}, got {value!r}")
-
 
 def _parse_dim(key: str, raw, where: str) -> SearchDim:
     dim = build_dataclass(SearchDim, raw, f"space.{key}", where)
@@ -197,11 +205,8 @@ def _parse_dim(key: str, raw, where: str) -> SearchDim:
                           f"pin the value in the base config or a stage's overrides instead")
     if dim.log and dim.min <= 0:
         raise ConfigError(f"{where}: '{k}' is on a log scale, so min must be > 0, got {dim.min}")
-    if dim.step is not None:
-        if dim.step <= 0:
-            raise ConfigError(f"{where}: '{k}.step' must be > 0, got {dim.step}")
-        if dim.log:
-            raise ConfigError(f"{where}: '{k}': 'step' is for linear scales; drop it or 'log'")
+    if dim.step is not None and dim.log:
+        raise ConfigError(f"{where}: '{k}': 'step' is for linear scales; drop it or 'log'")
     if dim.type == "int":
         for name in ("min", "max", "step"):
             v = getattr(dim, name)
@@ -234,6 +239,13 @@ def _leaf_type(cfg: ExperimentConfig, key: str, where: str):
     raise ConfigError(f"{where}: 'space.{key}' is not a key")  # pragma: no cover
 
 
+def _without_where(e: ConfigError, where: str) -> str:
+    """The message of ``e`` without its leading ``"<where>: "`` (re-raised under a
+    key of the tune config, which names the file once)."""
+    msg = str(e)
+    return msg[len(where) + 2:] if msg.startswith(where + ": ") else msg
+
+
 def _check_dim_against_base(key, dim, tp, base_raw, where):
     """Type compatibility, then each range end / choice parsed by the base schema."""
     base_tp = tp
@@ -252,11 +264,8 @@ def _check_dim_against_base(key, dim, tp, base_raw, where):
         try:
             config_from_dict(apply_overrides(base_raw, {key: v}, where), where)
         except ConfigError as e:
-            msg = str(e)
-            if msg.startswith(where + ": "):
-                msg = msg[len(where) + 2:]
             raise ConfigError(f"{where}: 'space.{key}' allows {v!r}, which the base config "
-                              f"rejects: {msg}") from None
+                              f"rejects: {_without_where(e, where)}") from None
 
 
 def resolve_base_path(tune_path: Path, base: str) -> Path:
@@ -301,10 +310,7 @@ def load_tune_config(path: str | Path, smoke: bool = False) -> tuple[TuneConfig,
     if not isinstance(raw["stages"], list) or not raw["stages"]:
         raise ConfigError(f"{where}: 'stages' must be a non-empty list")
     space = {k: _parse_dim(k, v, where) for k, v in raw["space"].items()}
-    stages = []
-    for i, s in enumerate(raw["stages"]):
-        st = build_dataclass(Stage, s, f"stages[{i}]", where)
-        stages.append(st)
+    stages = [build_dataclass(Stage, s, f"stages[{i}]", where) for i, s in enumerate(raw["stages"])]
     tune = build_dataclass(TuneConfig, {**raw, "space": {}, "stages": []}, "", where)
     tune = dataclasses.replace(tune, space=space, stages=tuple(stages), name=path.stem, path=where)
 
@@ -317,26 +323,15 @@ def load_tune_config(path: str | Path, smoke: bool = False) -> tuple[TuneConfig,
                               f"got {st.name!r}")
         if names.count(st.name) > 1:
             raise ConfigError(f"{where}: '{k}.name' {st.name!r} is used by two stages")
-        _check_positive(where, f"{k}.trials", st.trials)
-        _check_positive(where, f"{k}.top_k", st.top_k)
-        _check_positive(where, f"{k}.grid_points", st.grid_points)
-        if st.margin < 0:
-            raise ConfigError(f"{where}: '{k}.margin' must be >= 0, got {st.margin}")
         for p in st.pin:
             if p not in space:
                 raise ConfigError(f"{where}: '{k}.pin' names {p!r}, which is not in 'space'")
         if i == 0 and st.pin:
             raise ConfigError(f"{where}: '{k}.pin': the first stage has no previous stage to pin from")
-        hb = st.smoke.hyperband or st.hyperband
-        for f in ("max_epochs", "factor", "iterations", "steps_per_epoch"):
-            _check_positive(where, f"{k}.hyperband.{f}", getattr(hb, f), 2 if f == "factor" else 1)
         for key in st.overrides:
             if key in space:
                 raise ConfigError(f"{where}: '{k}.overrides.{key}' is also in 'space': "
                                   f"a key is either searched or set")
-    if tune.max_consecutive_failed_trials < 1:
-        raise ConfigError(f"{where}: 'max_consecutive_failed_trials' must be >= 1")
-    _check_positive(where, "objective.labels", tune.objective.labels, 10)
 
     # Base experiment config, and the space against it
     base_path = resolve_base_path(path, tune.base)
@@ -357,8 +352,8 @@ def load_tune_config(path: str | Path, smoke: bool = False) -> tuple[TuneConfig,
         try:
             cfg = config_from_dict(apply_overrides(base_raw, st.overrides, where), where)
         except ConfigError as e:
-            msg = str(e)[len(where) + 2:] if str(e).startswith(where + ": ") else str(e)
-            raise ConfigError(f"{where}: 'stages[{i}].overrides' ({st.name}): {msg}") from None
+            raise ConfigError(f"{where}: 'stages[{i}].overrides' ({st.name}): "
+                              f"{_without_where(e, where)}") from None
         if tune.objective.kind != "pretext_loss" and cfg.data.validation_images <= 0:
             raise ConfigError(f"{where}: 'objective.kind' {tune.objective.kind!r} scores on the "
                               f"validation split, but stage {st.name!r} has data.validation_images=0")
@@ -376,96 +371,3 @@ def tune_to_dict(tune: TuneConfig) -> dict:
             return {k: conv(x) for k, x in v.items()}
         return v
     return conv(tune)
-
-
-# --------------------------------------------------------------------------
-# Narrowing (coarse -> fine)
-# --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Fixed:
-    """A key pinned to one value for a stage."""
-    value: Any
-
-
-def _to_u(dim: SearchDim, v: float) -> float:
-    return math.log(v) if dim.log else float(v)
-
-
-def _from_u(dim: SearchDim, u: float) -> float:
-    return math.exp(u) if dim.log else u
-
-
-def _snap(dim: SearchDim, v: float, lo: float, hi: float, direction: int) -> float:
-    """Round ``v`` onto the dimension's grid (int / step), within [lo, hi]."""
-    if dim.step is not None:
-        k = (v - dim.min) / dim.step
-        k = math.floor(k + 1e-9) if direction < 0 else math.ceil(k - 1e-9)
-        v = dim.min + k * dim.step
-    if dim.type == "int":
-        v = math.floor(v + 1e-9) if direction < 0 else math.ceil(v - 1e-9)
-    return min(max(v, lo), hi)
-
-
-def narrow_space(space: dict[str, SearchDim], top_values: list[dict], best: dict,
-                 margin: float, pin: tuple[str, ...] = ()) -> dict[str, SearchDim | Fixed]:
-    """The space of the next stage around the previous stage's best trials.
-
-    ``top_values``: the hyperparameter values of the top-k trials (best
-    first); ``best``: those of the best trial. A numeric key becomes
-    [min, max] of its top-k values widened on each side by ``margin`` x the
-    width of its previous range, measured in log space for log keys, clipped
-    to the previous range and snapped to its int / step grid. A choice keeps
-    the values the top-k used, in their original order. Keys in ``pin``, and
-    keys left with a single value, become :class:`Fixed` at the best value.
-    """
-    out: dict[str, SearchDim | Fixed] = {}
-    for key, dim in space.items():
-        if isinstance(dim, Fixed):
-            out[key] = dim
-            continue
-        vals = [t[key] for t in top_values if key in t]
-        if key in pin or not vals:
-            out[key] = Fixed(best.get(key, vals[0] if vals else _default(dim)))
-            continue
-        if dim.type == "choice":
-            kept = tuple(v for v in dim.values if v in vals)
-            out[key] = Fixed(best[key]) if len(kept) == 1 else dataclasses.replace(dim, values=kept)
-            continue
-        u_lo, u_hi = _to_u(dim, dim.min), _to_u(dim, dim.max)
-        pad = margin * (u_hi - u_lo)
-        lo_u = max(u_lo, min(_to_u(dim, v) for v in vals) - pad)
-        hi_u = min(u_hi, max(_to_u(dim, v) for v in vals) + pad)
-        lo = _snap(dim, _from_u(dim, lo_u), dim.min, dim.max, -1)
-        hi = _snap(dim, _from_u(dim, hi_u), dim.min, dim.max, +1)
-        if dim.type == "float" and dim.step is None:
-            lo, hi = float(lo), float(hi)
-        if hi - lo <= 1e-12 * max(1.0, abs(hi)):
-            out[key] = Fixed(best[key])
-        else:
-            out[key] = dataclasses.replace(dim, min=lo, max=hi)
-    return out
-
-
-def _default(dim: SearchDim):
-    if dim.type == "choice":
-        return dim.values[0]
-    return dim.min
-
-
-def grid_values(dim: SearchDim, points: int) -> tuple:
-    """``points`` values spread evenly over a numeric range (in log space for log
-    keys), snapped to its grid, deduplicated; a choice's values unchanged."""
-    if dim.type == "choice":
-        return tuple(dim.values)
-    u_lo, u_hi = _to_u(dim, dim.min), _to_u(dim, dim.max)
-    out = []
-    for i in range(points):
-        u = u_lo if points == 1 else u_lo + (u_hi - u_lo) * i / (points - 1)
-        v = _from_u(dim, u)
-        if dim.type == "int" or dim.step is not None:
-            v = _snap(dim, v, dim.min, dim.max, -1 if i < points / 2 else +1)
-        v = int(round(v)) if dim.type == "int" else float(f"{v:.6g}")
-        if v not in out:
-            out.append(v)
-    return tuple(out)
