@@ -9,7 +9,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -21,6 +20,8 @@ except RuntimeError:  # devices already initialised by an earlier import
     pass
 
 
+# support.check_smoke_run asserts: pytest's assertion messages there too.
+pytest.register_assert_rewrite("support")
 from support import synthetic_digits  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from support import ROOT
+from support import experiment_configs
 
 from keras_ssl.config import ConfigError, apply_overrides, load_config, parse_override, to_dict
 
@@ -86,9 +86,7 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_every_shipped_config_loads():
-    from pathlib import Path
-    root = ROOT / "configs"
-    paths = sorted(p for p in root.rglob("*.json") if not p.name.endswith("_tune.json"))
+    paths = experiment_configs()      # every JSON under configs/ but the tuning configs
     assert paths
     for p in paths:
         load_config(p)

@@ -7,43 +7,24 @@ in-process encoder.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
+import support
+from keras_ssl import export as ex
+from keras_ssl.encoders import bcnn
+from keras_ssl.export.__main__ import main as export_main
+from support import ROOT, SUBPROCESS_ENV, images, png
 
-from keras_ssl import export as ex  # noqa: E402
-from keras_ssl.export.__main__ import main as export_main  # noqa: E402
-
-from support import ROOT as REPO  # noqa: E402
-ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-       "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-
-
-def tiny_encoder(channels: int = 1, size: int = 28, seed: int = 0) -> "keras.Model":
-    """Conv -> pool -> dropout -> dense: dropout makes training=True differ from inference."""
-    keras.utils.set_random_seed(seed)
-    inp = keras.Input(shape=(size, size, channels), name="images")
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inp)
-    x = keras.layers.MaxPooling2D(name="pool1")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dropout(0.5, name="drop")(x)
-    out = keras.layers.Dense(8, name="fc")(x)
-    return keras.Model(inp, out, name="tiny_encoder")
-
-
-def images(n=3, channels=1, size=28, seed=1):
-    return np.random.default_rng(seed).random((n, size, size, channels), dtype=np.float32)
-
-
-def png(arr01: np.ndarray) -> bytes:
-    return tf.io.encode_png(np.round(arr01 * 255).astype(np.uint8)).numpy()
+#: Conv -> pool -> dropout -> dense: dropout makes training=True differ from inference.
+tiny_encoder = partial(support.tiny_encoder, dropout=0.5)
 
 
 CONFIG = {"name": "tiny_run", "data": {"image_size": 28, "channels": 1},
@@ -168,7 +149,7 @@ def test_assets_extra(exported):
 def test_saved_model_cli_show_and_run(exported, tmp_path):
     enc, _, path, _ = exported
     show = subprocess.run(["saved_model_cli", "show", "--dir", str(path), "--all"],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+                          capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=120)
     assert show.returncode == 0, show.stderr[-2000:]
     assert "signature_def['serving_default']" in show.stdout
     assert "signature_def['image_bytes']" in show.stdout
@@ -180,7 +161,7 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     run = subprocess.run(["saved_model_cli", "run", "--dir", str(path), "--tag_set", "serve",
                           "--signature_def", "serving_default", "--inputs", f"images={tmp_path / 'x.npy'}",
                           "--outdir", str(outdir)],
-                         capture_output=True, text=True, env=ENV, timeout=120)
+                         capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     got = np.load(outdir / "features.npy")
     np.testing.assert_allclose(got, enc(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
@@ -221,7 +202,7 @@ def test_cli_clear_errors(tmp_path, case):
         run.mkdir()
         (run / "config.json").write_text("{}")
     p = subprocess.run([sys.executable, "-m", "keras_ssl.export", "--run-dir", str(run)],
-                       capture_output=True, text=True, env=ENV, timeout=120, cwd=REPO)
+                       capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=120, cwd=ROOT)
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     expect = "run directory not found" if case == "no_run_dir" else "no trained encoder"
@@ -262,7 +243,6 @@ def test_tap_named_features_is_the_features_output(tmp_path):
 
 def test_cli_exports_project_encoder_with_custom_layers(tmp_path, capsys):
     """encoder.keras with the project's registered layers (BCNN: LocalResponseNorm) loads and exports."""
-    bcnn = pytest.importorskip("keras_ssl.encoders.bcnn")
     enc = bcnn.build_bcnn(bcnn.BCNNParams(), (28, 28, 1))
     taps = list(getattr(enc, "taps", ("conv1",)))
     run, _ = _make_run(tmp_path, enc, export={"enabled": True, "model_name": "bcnn", "taps": taps})

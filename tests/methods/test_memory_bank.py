@@ -1,44 +1,26 @@
 """Memory bank, NPID and PIRL: bank updates, replica equivalence on two
-logical CPUs, resume with the bank, samplers, the kNN monitor, smoke runs."""
-import json
+logical CPUs, resume with the bank, PIRL training and logging."""
 import subprocess
 import sys
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_ssl import registry
-from keras_ssl.config import config_from_dict, load_config
+import support
 from keras_ssl.methods.memory_bank import MemoryBank, dedupe_mean, momentum_update
 from keras_ssl.training.errors import TrainingError
-from keras_ssl.training.loop import Pretrainer
+from support import ROOT, weights
 
-from support import ROOT  # noqa: E402
 N_IMAGES = 48
 
 NPID = ({"name": "npid", "negatives": 32}, {"name": "augment"})
 PIRL_ROTATION = ({"name": "pirl", "negatives": 32}, {"name": "pirl", "transform": "rotation"})
 
-
-def small_cfg(method, pretext, **train):
-    return config_from_dict({
-        "name": "t", "seed": 5,
-        "encoder": {"name": "convnet", "filters": [4, 8], "output": "gap"},
-        "pretext": pretext, "method": method,
-        "train": {"steps": 4, "batch_size": 16, "steps_per_execution": 2, "checkpoint_every": 2,
-                  "log_every": 2, "sample_examples": 2, "learning_rate": 0.1, **train},
-    })
-
-
-def trainer(cfg, run_dir, strategy=None, num_images=N_IMAGES):
-    pre = registry.build("pretext", cfg.pretext, (28, 28, 1))
-    return Pretrainer(cfg, run_dir, pre, strategy=strategy, progress=False, num_images=num_images)
-
-
-def weights(t):
-    return [w.numpy().copy() for w in t.method.trainable_weights]
+#: small_cfg(method, pretext, **train) and trainer(cfg, run_dir, strategy=None, num_images=48).
+small_cfg = partial(support.small_cfg, seed=5)
+trainer = partial(support.trainer, num_images=N_IMAGES)
 
 
 def bank(t):
@@ -91,24 +73,6 @@ def test_zero_initialised_bank_takes_the_first_embedding_as_is():
 def test_builder_needs_the_number_of_images(tmp_path):
     with pytest.raises(ValueError, match="num_images"):
         trainer(small_cfg(*NPID), tmp_path, num_images=None)
-
-
-def test_samplers_emit_index_and_batch_seed():
-    images = tf.random.stateless_uniform([4, 28, 28, 1], [0, 1])
-    index = tf.constant([5, 9, 5, 0], tf.int64)
-    for pretext_cfg, views in [(NPID[1], ("image",)),
-                               (PIRL_ROTATION[1], ("image", "t_image")),
-                               ({"name": "pirl"}, ("image",) + tuple(f"t_tile{j}" for j in range(9)))]:
-        cfg = small_cfg(NPID[0], pretext_cfg)
-        pre = registry.build("pretext", cfg.pretext, (28, 28, 1))
-        v, lab = pre(images, index, tf.constant([3, 4], tf.int32))
-        assert pre.view_names == views and tuple(v) == views
-        assert all(v[k].shape == (4, 28, 28, 1) for k in views)
-        assert lab["index"].numpy().tolist() == [5, 9, 5, 0]
-        assert lab["seed"].shape == (4, 2) and len({tuple(r) for r in lab["seed"].numpy()}) == 1
-        v2, _ = pre(images, index, tf.constant([3, 4], tf.int32))
-        np.testing.assert_array_equal(v["image"], v2["image"])            # stateless
-        assert not np.allclose(v["image"], images)                         # augmented
 
 
 # -- training ---------------------------------------------------------------
@@ -217,76 +181,3 @@ def test_pirl_jigsaw_trains_and_logs(tmp_path, digits):
     s = t.train(images)
     assert np.isfinite(s["final"]["loss"])
     assert {"image_inst_acc", "transformed_inst_acc", "image_pos_sim"} <= set(s["final"])
-
-
-def test_pirl_transform_takes_the_jigsaw_settings(tmp_path):
-    from keras_ssl.config import ConfigError
-    cfg = small_cfg({"name": "pirl"}, {"name": "pirl", "transform": {
-        "name": "jigsaw", "grid": 2, "region_px": 20, "tile_px": 8, "permutations": 6,
-        "permutation_seed": 3}})
-    pre = registry.build("pretext", cfg.pretext, (28, 28, 1))
-    assert pre.transformed_views == ("t_tile0", "t_tile1", "t_tile2", "t_tile3")
-    assert pre.transform.perms.shape == (6, 4)
-    pre.save(tmp_path)
-    assert len(json.loads((tmp_path / "permutations.json").read_text())["permutations"]) == 6
-    # The short form is the transform with its defaults; its settings are checked as usual.
-    short = small_cfg({"name": "pirl"}, {"name": "pirl", "transform": "jigsaw"})
-    assert short.pretext.params.transform.params.permutations == 100
-    with pytest.raises(ConfigError, match=r"'pretext.transform.tiles'"):
-        small_cfg({"name": "pirl"}, {"name": "pirl", "transform": {"name": "jigsaw", "tiles": 4}})
-    with pytest.raises(ConfigError, match="transform must be one of"):
-        small_cfg({"name": "pirl"}, {"name": "pirl", "transform": "egomotion"})
-
-
-# -- kNN monitor (every method) ---------------------------------------------
-
-def test_knn_monitor_logs_during_pretraining(tmp_path, digits):
-    from keras_ssl.data import ImageSet
-    from keras_ssl.training.job import knn_monitor
-
-    images, labels = digits(1200)      # 1,000 labeled voters + 100 validation images
-    cfg = config_from_dict({
-        "name": "m", "seed": 1, "encoder": {"name": "convnet", "filters": [4], "output": "gap"},
-        "pretext": {"name": "rotation"}, "method": {"name": "classify", "hidden": 8, "dropout": 0.0},
-        "data": {"validation_images": 100},
-        "train": {"steps": 4, "batch_size": 8, "steps_per_execution": 2, "monitor_every": 2,
-                  "sample_examples": 0}})
-    monitor = knn_monitor(cfg, ImageSet(images, labels))
-    t = trainer(cfg, tmp_path, num_images=None)
-    s = t.train(images, monitor=monitor)
-    assert [m["step"] for m in s["monitor"]] == [2, 4]
-    assert all(0.0 <= m["knn_val"] <= 1.0 for m in s["monitor"])
-    tags = set()
-    for f in (tmp_path / "tb" / "pretrain").glob("events.out.tfevents.*"):
-        for e in tf.compat.v1.train.summary_iterator(str(f)):
-            tags |= {v.tag for v in e.summary.value}
-    assert "knn_val" in tags
-
-
-# -- configs ----------------------------------------------------------------
-
-@pytest.mark.parametrize("name", ["mnist_npid", "mnist_pirl"])
-def test_configs_parse(name):
-    cfg = load_config(ROOT / "configs" / f"{name}.json")
-    assert cfg.method.name == name.split("_")[1] and cfg.train.monitor_every > 0
-    assert cfg.method.params.temperature == 0.07 and cfg.method.params.momentum == 0.5
-    assert cfg.method.params.embedding == 128 and cfg.method.params.negatives == 4096
-    smoke = load_config(ROOT / "configs" / f"{name}.json", smoke=True)
-    assert smoke.train.steps <= 8
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["mnist_npid", "mnist_pirl"])
-def test_config_smoke_end_to_end(tmp_path, name):
-    run_dir = tmp_path / "run"
-    p = subprocess.run([sys.executable, "-m", "keras_ssl.train", "--config", f"configs/{name}.json",
-                        "--smoke", "--run-dir", str(run_dir), "--no-progress"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-3000:]
-    res = json.loads((run_dir / "results.json").read_text())
-    assert ("frozen_mlp", 20) in {(r["protocol"], r["labels"]) for r in res["rows"]}
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["pretrain"]["monitor"][-1]["knn_val"] >= 0.0
-    assert list((run_dir / "export").glob("*/*/saved_model.pb"))
-    names = [n for n, _ in tf.train.list_variables(str(run_dir / "checkpoints"))]
-    assert any(n.startswith("method/bank/entries") for n in names)

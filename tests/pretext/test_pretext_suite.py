@@ -1,14 +1,13 @@
-"""The pretext suite: samplers' label meaning and determinism, the methods'
-outputs, and a --smoke run of every config."""
+"""The pretext suite: samplers' label meaning and determinism (rotation, jigsaw,
+relative position, SFA pairs, reconstruction). The methods on these pretexts:
+tests/methods; every config's --smoke run: tests/test_configs_smoke.py."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_ssl import registry
-from keras_ssl.config import Component, ConfigError, load_config
+from keras_ssl.config import ConfigError
 from keras_ssl.pretext.egomotion import apply_transform
 from keras_ssl.pretext.jigsaw import JigsawParams, build_jigsaw
 from keras_ssl.pretext.reconstruction import ReconstructionParams, build_reconstruction
@@ -16,18 +15,9 @@ from keras_ssl.pretext.relative_position import (NEIGHBOR_CELLS, RelativePositio
                                                  build_relative_position)
 from keras_ssl.pretext.rotation import RotationParams, build_rotation
 from keras_ssl.pretext.sfa import SFAPairsParams, build_sfa_pairs
-from support import ROOT
+from support import as_float, sample
 
 SHAPE = (28, 28, 1)
-CONFIGS = ROOT / "configs"
-
-
-def as_float(images):
-    return tf.constant(images, tf.float32) / 255.0
-
-
-def sample(pretext, x, seed=(1, 2)):
-    return pretext(x, tf.range(x.shape[0], dtype=tf.int64), tf.constant(seed, tf.int32))
 
 
 def cell_image(n, region=24, grid=3, size=28):
@@ -154,7 +144,7 @@ def test_center_placement_pastes_the_tile_at_its_own_size(build, params, view):
         assert np.allclose(resized[b, 0, 0, 0], x[b, r, c, 0], atol=1e-6)
         assert np.allclose(resized[b, -1, -1, 0], x[b, r + 5, c + 5, 0], atol=1e-6)
     with pytest.raises(ValueError, match="placement"):
-        params(placement="corner").validate()
+        params(placement="corner")
 
 
 # -- SFA pairs --------------------------------------------------------------
@@ -196,71 +186,3 @@ def test_reconstruction_targets_are_the_clean_images(digits):
     assert not np.array_equal(v["image"].numpy(), x.numpy()) and np.array_equal(l["target"].numpy(), x.numpy())
     assert 0.0 <= v["image"].numpy().min() and v["image"].numpy().max() <= 1.0
     assert_deterministic(noisy, x)
-
-
-# -- methods ----------------------------------------------------------------
-
-def _encoder():
-    return registry.build("encoder", Component("convnet", registry.params_class("encoder", "convnet")(
-        filters=(4, 8), output="gap")), SHAPE)
-
-
-@pytest.mark.parametrize("pretext,method,params,metric", [
-    ("sfa_pairs", "contrastive", {"margin": 10.0, "hidden": 16, "embedding": 8}, "pair_acc"),
-    ("reconstruction", "autoencoder", {"channels": 8}, "mse"),
-    ("relative_position", "classify", {"hidden": 16}, "position_acc"),
-])
-def test_method_per_example_loss_and_metrics(digits, pretext, method, params, metric):
-    x = as_float(digits(6)[0])
-    pre = registry.build("pretext", Component(pretext, registry.params_class("pretext", pretext)()), SHAPE)
-    m = registry.build("method", Component(method, registry.params_class("method", method)(**params)),
-                       _encoder(), pre)
-    views, labels = sample(pre, x)
-    loss, metrics = m.per_example(m(views, training=False), labels)
-    assert loss.shape == (6,) and np.all(np.isfinite(loss.numpy())) and metrics[metric].shape == (6,)
-
-
-def test_methods_refuse_pretexts_of_the_wrong_shape():
-    rot = build_rotation(RotationParams(), SHAPE)
-    with pytest.raises(ValueError, match="2 views"):
-        registry.build("method", Component("contrastive", registry.params_class("method", "contrastive")()),
-                       _encoder(), rot)
-    with pytest.raises(ValueError, match="classification targets"):
-        registry.build("method", Component("classify", registry.params_class("method", "classify")()),
-                       _encoder(), build_sfa_pairs(SFAPairsParams(), SHAPE))
-
-
-# -- every config, --smoke --------------------------------------------------
-
-SUITE = ["mnist_rotation", "mnist_sfa_m10", "mnist_sfa_m100", "mnist_relative_position",
-         "mnist_autoencoder", "mnist_jigsaw"]
-ABLATION = sorted(p.stem for p in (CONFIGS / "mnist_jigsaw_ablation").glob("*.json"))
-
-
-def _config_path(name):
-    p = CONFIGS / f"{name}.json"
-    return p if p.is_file() else CONFIGS / "mnist_jigsaw_ablation" / f"{name}.json"
-
-
-def test_ablation_covers_three_set_sizes():
-    sizes = sorted(load_config(_config_path(n)).pretext.params.permutations for n in ABLATION)
-    assert sizes == [10, 100, 1000]
-
-
-@pytest.mark.parametrize("name", SUITE + [pytest.param(n, marks=pytest.mark.slow) for n in ABLATION])
-def test_config_smoke_run(name, tmp_path):
-    """The whole --smoke job of every config: pretrain, few-label evaluation, results.json
-    (3-5 s each on an idle 2-core machine; the ablation's 1000-permutation set adds ~10 s)."""
-    from keras_ssl.training.job import run
-
-    cfg = load_config(_config_path(name), smoke=True)
-    assert cfg.description and cfg.cost
-    summary = run(cfg, tmp_path, progress=False, export=False, log=lambda *a: None)
-    assert np.isfinite(summary["pretrain"]["final"]["loss"])
-    assert (tmp_path / "encoder.keras").is_file()
-    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert {r["protocol"] for r in rows} >= {"frozen_mlp", "knn", "scratch"}
-    if cfg.pretext.name == "jigsaw":
-        saved = json.loads((tmp_path / "pretext.json").read_text())
-        assert saved["permutations"] == cfg.pretext.params.permutations
-        assert (tmp_path / "permutations.json").is_file()

@@ -1,12 +1,14 @@
-"""The main command end to end (smoke), as a user runs it."""
+"""The main command end to end (smoke), as a user runs it: python -m keras_ssl.train
+(and keras_ssl.bench). The main config's --smoke run here is its only one in the
+suite (tests/test_configs_smoke.py runs every other config's)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from support import ROOT  # noqa: E402
+from keras_ssl.config import load_config
+from support import ROOT, check_smoke_run
 
 
 def run_cli(*args, cwd=ROOT):
@@ -14,8 +16,21 @@ def run_cli(*args, cwd=ROOT):
                           timeout=600)
 
 
-def test_main_config_smoke_end_to_end(tmp_path):
+def train_in_process(capsys, *args):
+    """``python -m keras_ssl.train ARGS`` run in this process: (exit code, stderr). The
+    run directory is the whole state between commands, so the commands after a real
+    first one need no fresh interpreter (each would cost ~4 s of start-up)."""
+    from keras_ssl.train import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_main_config_smoke_end_to_end(tmp_path, capsys):
     run_dir = tmp_path / "run"
+    again = ("--config", str(ROOT / "configs/mnist_egomotion.json"), "--smoke", "--run-dir", str(run_dir),
+             "--no-progress")
     p = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
                 "--run-dir", str(run_dir), "--no-progress")
     assert p.returncode == 0, p.stderr[-3000:]
@@ -30,19 +45,18 @@ def test_main_config_smoke_end_to_end(tmp_path):
     assert len(versions) == 1
     assert list((run_dir / "tb" / "pretrain").glob("events.out.tfevents.*"))
     assert "frozen_mlp" in p.stdout
+    check_smoke_run(load_config(ROOT / "configs/mnist_egomotion.json", smoke=True), run_dir)
     first_pretrain = json.loads((run_dir / "summary.json").read_text())["pretrain"]
     # Same command again: resumes (nothing left to train) and exports a new version.
-    p2 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
-                 "--run-dir", str(run_dir), "--no-progress", "--skip-eval")
-    assert p2.returncode == 0, p2.stderr[-3000:]
+    code, err = train_in_process(capsys, *again, "--skip-eval")
+    assert code == 0, err[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["pretrain"].get("resumed_finished") is True
     assert len(list((run_dir / "export").glob("*/*/saved_model.pb"))) == 2
     # Another evaluation of the finished run: allowed, nothing is pretrained again.
-    p3 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
-                 "--run-dir", str(run_dir), "--no-progress", "--skip-export",
-                 "--set", "eval.scratch=false", "--set", "eval.knn=false")
-    assert p3.returncode == 0, p3.stderr[-3000:]
+    code, err = train_in_process(capsys, *again, "--skip-export",
+                                 "--set", "eval.scratch=false", "--set", "eval.knn=false")
+    assert code == 0, err[-3000:]
     pre = json.loads((run_dir / "summary.json").read_text())["pretrain"]
     assert pre["resumed_finished"] is True
     # The pretraining facts survive the re-evaluation: those of the first run.
@@ -51,9 +65,8 @@ def test_main_config_smoke_end_to_end(tmp_path):
     assert "frozen_mlp" in protocols and not protocols & {"scratch", "knn"}
     assert json.loads((run_dir / "config.json").read_text())["eval"]["scratch"] is False
     # A different pretraining config on the same checkpoints: refused, nothing overwritten.
-    p4 = run_cli("keras_ssl.train", "--config", "configs/mnist_egomotion.json", "--smoke",
-                 "--run-dir", str(run_dir), "--no-progress", "--set", "train.learning_rate=0.5")
-    assert p4.returncode == 2 and "differs in: train" in p4.stderr, p4.stderr[-3000:]
+    code, err = train_in_process(capsys, *again, "--set", "train.learning_rate=0.5")
+    assert code == 2 and "differs in: train" in err, err[-3000:]
     assert json.loads((run_dir / "config.json").read_text())["train"]["learning_rate"] == 0.01
 
 
@@ -79,14 +92,14 @@ def test_bench_prints_one_json_line():
 
 
 def test_how_a_run_is_carried_out_may_change_what_it_learns_may_not(tmp_path):
-    from keras_ssl.config import ConfigError, load_config
+    from keras_ssl.config import ConfigError
     from keras_ssl.training.run_dir import prepare_run_dir
     run_dir = tmp_path / "run"
-    prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json"))
+    prepare_run_dir(run_dir, load_config(ROOT / "configs/mnist_egomotion.json"))
     (run_dir / "checkpoints").mkdir()
     # Threads making batches, logging and checkpoint cadence: the same batches and updates.
-    prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json", {
+    prepare_run_dir(run_dir, load_config(ROOT / "configs/mnist_egomotion.json", {
         "train.pipeline_threads": 0, "train.log_every": 7, "train.checkpoint_every": 3}))
     assert json.loads((run_dir / "config.json").read_text())["train"]["pipeline_threads"] == 0
     with pytest.raises(ConfigError, match=r"differs in: train\b"):
-        prepare_run_dir(run_dir, load_config("configs/mnist_egomotion.json", {"train.momentum": 0.5}))
+        prepare_run_dir(run_dir, load_config(ROOT / "configs/mnist_egomotion.json", {"train.momentum": 0.5}))

@@ -1,39 +1,23 @@
-import json
-import subprocess
-import sys
-from pathlib import Path
+"""keras_ssl.training.loop and .optimizer: the loss goes down, resume, non-finite loss,
+schedules, two replicas equal one."""
+from functools import partial
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_ssl import registry
-from keras_ssl.config import config_from_dict
+import support
 from keras_ssl.training.errors import TrainingError
-from keras_ssl.training.loop import Pretrainer
 from keras_ssl.training.optimizer import LearningRate
+from support import trainer, weights
 
-from support import ROOT  # noqa: E402
-
-
-def small_cfg(**train):
-    return config_from_dict({
-        "name": "t", "seed": 3,
-        "encoder": {"name": "convnet", "filters": [8, 16]},
-        "pretext": {"name": "egomotion", "max_shift_px": 2, "max_rotation_deg": 10, "rotation_bins": 4},
-        "method": {"name": "classify", "hidden": 32, "dropout": 0.0, "init": "glorot"},
-        "train": {"steps": 8, "batch_size": 16, "steps_per_execution": 2, "checkpoint_every": 4,
-                  "log_every": 2, "sample_examples": 2, "learning_rate": 0.05, **train},
-    })
-
-
-def trainer(cfg, run_dir, strategy=None):
-    pre = registry.build("pretext", cfg.pretext, (28, 28, 1))
-    return Pretrainer(cfg, run_dir, pre, strategy=strategy, progress=False)
-
-
-def weights(t):
-    return [w.numpy().copy() for w in t.method.trainable_weights]
+#: Egomotion pairs, classified: the thesis's method on a small convnet.
+small_cfg = partial(
+    support.small_cfg,
+    {"name": "classify", "hidden": 32, "dropout": 0.0, "init": "glorot"},
+    {"name": "egomotion", "max_shift_px": 2, "max_rotation_deg": 10, "rotation_bins": 4},
+    seed=3, encoder={"name": "convnet", "filters": [8, 16]},
+    steps=8, checkpoint_every=4, learning_rate=0.05)
 
 
 def test_loss_goes_down_and_tensorboard_logs(tmp_path, digits):
@@ -95,3 +79,28 @@ def test_mirrored_two_replicas_match_one(tmp_path, digits):
     assert np.isclose(s1["final"]["loss"], s2["final"]["loss"], rtol=1e-4)
     for a, b in zip(weights(one), weights(two)):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_due_fires_when_a_multiple_is_crossed_or_at_the_last_step():
+    from keras_ssl.training.loop import due
+
+    # steps run 25 at a time: the chunk ending at 100 or 101..124 crossed 100
+    assert due(100, 25, 100, 1000) and due(101, 25, 100, 1000) and due(124, 25, 100, 1000)
+    assert not due(99, 25, 100, 1000) and not due(125, 25, 100, 1000)
+    assert due(7, 1, 100, 7)          # the last step always
+    assert not due(6, 1, 100, 7)
+
+
+def test_log_window_means_per_example_and_leaves_monitor_time_out(monkeypatch):
+    from keras_ssl.training import loop
+
+    clock = iter([0.0, 10.0])
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: next(clock))
+    w = loop.LogWindow(batch_size=4)
+    w.add({"loss": 8.0}, 1)
+    w.add({"loss": 16.0}, 1)
+    w.leave_out(2.0)                  # 2 s of monitoring inside the 10 s window
+    out = w.close(learning_rate=0.1)
+    assert out["loss"] == 24.0 / 8    # summed over 2 steps x 4 examples
+    assert out["examples_per_s"] == 8 / 8.0
+    assert out["learning_rate"] == 0.1

@@ -1,0 +1,51 @@
+"""The samplers of the memory-bank methods (keras_ssl.pretext.augment and .pirl):
+dataset index and batch seed as labels, stateless augmentation, PIRL's transform settings."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_ssl import registry
+from keras_ssl.config import ConfigError
+from support import small_cfg
+
+NPID = {"name": "npid", "negatives": 32}
+AUGMENT = {"name": "augment"}
+PIRL_ROTATION = {"name": "pirl", "transform": "rotation"}
+
+
+def test_samplers_emit_index_and_batch_seed():
+    images = tf.random.stateless_uniform([4, 28, 28, 1], [0, 1])
+    index = tf.constant([5, 9, 5, 0], tf.int64)
+    for pretext_cfg, views in [(AUGMENT, ("image",)),
+                               (PIRL_ROTATION, ("image", "t_image")),
+                               ({"name": "pirl"}, ("image",) + tuple(f"t_tile{j}" for j in range(9)))]:
+        cfg = small_cfg(NPID, pretext_cfg)
+        pre = registry.build("pretext", cfg.pretext, (28, 28, 1))
+        v, lab = pre(images, index, tf.constant([3, 4], tf.int32))
+        assert pre.view_names == views and tuple(v) == views
+        assert all(v[k].shape == (4, 28, 28, 1) for k in views)
+        assert lab["index"].numpy().tolist() == [5, 9, 5, 0]
+        assert lab["seed"].shape == (4, 2) and len({tuple(r) for r in lab["seed"].numpy()}) == 1
+        v2, _ = pre(images, index, tf.constant([3, 4], tf.int32))
+        np.testing.assert_array_equal(v["image"], v2["image"])            # stateless
+        assert not np.allclose(v["image"], images)                         # augmented
+
+
+def test_pirl_transform_takes_the_jigsaw_settings(tmp_path):
+    cfg = small_cfg({"name": "pirl"}, {"name": "pirl", "transform": {
+        "name": "jigsaw", "grid": 2, "region_px": 20, "tile_px": 8, "permutations": 6,
+        "permutation_seed": 3}})
+    pre = registry.build("pretext", cfg.pretext, (28, 28, 1))
+    assert pre.transformed_views == ("t_tile0", "t_tile1", "t_tile2", "t_tile3")
+    assert pre.transform.perms.shape == (6, 4)
+    pre.save(tmp_path)
+    assert len(json.loads((tmp_path / "permutations.json").read_text())["permutations"]) == 6
+    # The short form is the transform with its defaults; its settings are checked as usual.
+    short = small_cfg({"name": "pirl"}, {"name": "pirl", "transform": "jigsaw"})
+    assert short.pretext.params.transform.params.permutations == 100
+    with pytest.raises(ConfigError, match=r"'pretext.transform.tiles'"):
+        small_cfg({"name": "pirl"}, {"name": "pirl", "transform": {"name": "jigsaw", "tiles": 4}})
+    with pytest.raises(ConfigError, match="transform must be one of"):
+        small_cfg({"name": "pirl"}, {"name": "pirl", "transform": "egomotion"})

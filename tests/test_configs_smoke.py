@@ -1,0 +1,116 @@
+"""Every shipped config under configs/, found by glob: its ``--smoke`` job
+(pretrain, few-label evaluation, results, export) and what its numbers promise.
+
+A new experiment config is run without editing this file. Tuning configs (those
+with ``stages``) are run by tests/tuning; here their base must be a shipped
+experiment config. A config whose smoke run another test already does with more
+checks is listed in :data:`ELSEWHERE` (the default suite runs each smoke once);
+one whose smoke run is slow, in :data:`SLOW`.
+"""
+import json
+import os
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from keras_ssl import registry
+from keras_ssl.config import load_config
+from keras_ssl.methods.memory_bank import MemoryBankParams
+from support import CONFIGS, ROOT, check_smoke_run, experiment_configs, is_tune_config
+
+#: config (path under configs/) -> the test that runs its --smoke job with every check
+#: of :func:`support.check_smoke_run` and more (the CLI's output, resume, re-evaluation).
+ELSEWHERE = {
+    "mnist_egomotion.json": "tests/training/test_train_cli.py::test_main_config_smoke_end_to_end",
+}
+#: pattern of paths under configs/ -> why their smoke runs are marked slow.
+SLOW = {
+    "mnist_jigsaw_ablation/*.json": "mnist_jigsaw with 10/100/1000 permutations: the same code as "
+                                    "mnist_jigsaw (run by default), 10-25 s each",
+    "mnist_egomotion_paper.json": "mnist_egomotion (run by default) with the BCNN's defaults (Caffe "
+                                  "init, last-block features), which tests/encoders and tests/export "
+                                  "build, save and export: ~7 s the default suite's budget has not",
+}
+
+
+def _rel(path) -> str:
+    return Path(path).relative_to(CONFIGS).as_posix()
+
+
+def _params():
+    for path in experiment_configs():
+        rel = _rel(path)
+        if rel in ELSEWHERE:
+            continue
+        slow = any(fnmatch(rel, pattern) for pattern in SLOW)
+        yield pytest.param(rel, id=rel[:-len(".json")], marks=[pytest.mark.slow] if slow else [])
+
+
+SMOKED = list(_params())
+
+
+@pytest.mark.parametrize("rel", SMOKED)
+def test_config_smoke_run(rel, tmp_path):
+    """The whole --smoke job, as ``python -m keras_ssl.train --smoke`` runs it
+    (3-8 s each on an idle 2-core machine)."""
+    from keras_ssl.training.job import run
+
+    cfg = load_config(CONFIGS / rel, smoke=True)
+    run(cfg, tmp_path, progress=False, log=lambda *a: None)
+    check_smoke_run(cfg, tmp_path)
+    if cfg.pretext.name == "jigsaw":
+        saved = json.loads((tmp_path / "pretext.json").read_text())
+        assert saved["permutations"] == cfg.pretext.params.permutations
+        assert (tmp_path / "permutations.json").is_file()
+    if issubclass(registry.params_class("method", cfg.method.name), MemoryBankParams):
+        names = [n for n, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))]
+        assert any(n.startswith("method/bank/entries") for n in names)      # the bank is checkpointed
+
+
+def test_every_config_file_is_picked_up():
+    """Every JSON file under configs/ (walked here, independently of the glob) is a
+    tuning config or an experiment config whose smoke runs: here or in ELSEWHERE."""
+    walked = sorted(Path(d, f) for d, _, files in os.walk(CONFIGS) for f in files if f.endswith(".json"))
+    tune = [p for p in walked if is_tune_config(p)]
+    experiments = {_rel(p) for p in walked if p not in tune}
+    smoked = {p.values[0] for p in SMOKED}
+    assert smoked.isdisjoint(ELSEWHERE)
+    assert smoked | set(ELSEWHERE) == experiments
+    assert len(smoked) + len(ELSEWHERE) + len(tune) == len(walked)
+    assert {_rel(p) for p in experiment_configs()} == experiments
+    for p in tune:      # a tuning config sweeps a shipped experiment config
+        base = (p.parent / json.loads(p.read_text())["base"]).resolve()
+        assert _rel(base) in experiments, (p, base)
+
+
+def test_exceptions_name_real_configs_and_tests():
+    rels = {_rel(p) for p in experiment_configs()}
+    for pattern in SLOW:
+        assert any(fnmatch(r, pattern) for r in rels), f"SLOW pattern {pattern!r} matches no config"
+    for rel, test in ELSEWHERE.items():
+        assert rel in rels
+        path, name = test.split("::")
+        text = (ROOT / path).read_text()
+        # that test defines itself, runs this config with --smoke and applies check_smoke_run
+        assert f"def {name}(" in text and f"configs/{rel}" in text and "--smoke" in text
+        assert "check_smoke_run(" in text
+
+
+# -- what the configs promise ---------------------------------------------------
+
+def test_ablation_covers_three_set_sizes():
+    paths = sorted((CONFIGS / "mnist_jigsaw_ablation").glob("*.json"))
+    sizes = sorted(load_config(p).pretext.params.permutations for p in paths)
+    assert sizes == [10, 100, 1000]
+
+
+@pytest.mark.parametrize("name", ["mnist_npid", "mnist_pirl"])
+def test_memory_bank_configs_hold_the_papers_settings(name):
+    cfg = load_config(CONFIGS / f"{name}.json")
+    assert cfg.method.name == name.split("_")[1] and cfg.train.monitor_every > 0
+    assert cfg.method.params.temperature == 0.07 and cfg.method.params.momentum == 0.5
+    assert cfg.method.params.embedding == 128 and cfg.method.params.negatives == 4096
+    smoke = load_config(CONFIGS / f"{name}.json", smoke=True)
+    assert smoke.train.steps <= 8
