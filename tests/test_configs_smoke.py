@@ -32,6 +32,11 @@ SLOW = {
     "mnist_egomotion_paper.json": "mnist_egomotion (run by default) with the BCNN's defaults (Caffe "
                                   "init, last-block features), which tests/encoders and tests/export "
                                   "build, save and export: ~7 s the default suite's budget has not",
+    # Slow before the glob test too: their method, bank and checkpoint are covered in the
+    # default run by tests/methods (harness; test_memory_bank: resume keeps the bank, PIRL
+    # trains and logs); the whole job adds only the shared evaluation and export, ~14 s each.
+    "mnist_npid.json": "NPID's whole job: method and bank covered by tests/methods, ~14 s",
+    "mnist_pirl.json": "PIRL's whole job: method and bank covered by tests/methods, ~14 s",
 }
 
 
