@@ -76,6 +76,22 @@ class LogWindow:
         return out
 
 
+def random_states(model: keras.Model) -> list:
+    """The state variable of every ``keras.random.SeedGenerator`` that ``model``'s
+    layers hold (Dropout, random augmentation layers), in layer order.
+
+    ``tf.train.Checkpoint`` does not track them through the model: without them
+    a resumed run would replay the dropout masks from the first step instead of
+    drawing the ones the uninterrupted run draws next."""
+    states, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for generator in getattr(layer, "_seed_generators", ()):
+            if id(generator.state) not in seen:
+                seen.add(id(generator.state))
+                states.append(generator.state)
+    return states
+
+
 # --------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------
@@ -105,7 +121,11 @@ class Pretrainer:
             self.optimizer, self.l2 = make_optimizer(t)
             self.optimizer.build(self.method.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.ckpt = tf.train.Checkpoint(method=self.method, optimizer=self.optimizer, step=self.step)
+        # Everything that decides the next step: weights (and memory banks), optimizer
+        # slots, the step, and the random state of every SeedGenerator (checkpoint key
+        # ``random``; a checkpoint written before it existed restores without it).
+        self.ckpt = tf.train.Checkpoint(method=self.method, optimizer=self.optimizer, step=self.step,
+                                        random=random_states(self.method))
         self.manager = tf.train.CheckpointManager(self.ckpt, str(self.run_dir / "checkpoints"),
                                                   max_to_keep=2)
         self._chunk_fns = {}

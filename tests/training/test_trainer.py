@@ -35,20 +35,51 @@ def test_loss_goes_down_and_tensorboard_logs(tmp_path, digits):
     assert any(t.startswith("pretext_samples") for t in tags)
 
 
-def test_resume_continues_where_it_stopped(tmp_path, digits):
+def dropout_cfg(dropout, **train):
+    return support.small_cfg(
+        {"name": "classify", "hidden": 32, "dropout": dropout, "init": "glorot"},
+        {"name": "egomotion", "max_shift_px": 2, "max_rotation_deg": 10, "rotation_bins": 4},
+        seed=3, encoder={"name": "convnet", "filters": [8, 16]},
+        **{"steps": 8, "checkpoint_every": 4, "learning_rate": 0.05, **train})
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_resume_continues_where_it_stopped(tmp_path, digits, dropout):
+    """Resumed from the step-4 checkpoint, the run ends where the uninterrupted one
+    ends, bit for bit: with dropout too (its SeedGenerator state is checkpointed, so
+    the resumed run draws the masks the uninterrupted run draws next)."""
     images, _ = digits(64)
-    straight = trainer(small_cfg(), tmp_path / "a")
+    straight = trainer(dropout_cfg(dropout), tmp_path / "a")
     straight.train(images)
     # An "interrupted" run: same config and run dir, stopped after the step-4 checkpoint.
-    first = trainer(small_cfg(), tmp_path / "b")
-    first.cfg = small_cfg(steps=4)
+    first = trainer(dropout_cfg(dropout), tmp_path / "b")
+    first.cfg = dropout_cfg(dropout, steps=4)
     first.train(images)
     assert first.manager.latest_checkpoint.endswith("-4")
-    second = trainer(small_cfg(), tmp_path / "b")
+    second = trainer(dropout_cfg(dropout), tmp_path / "b")
     s = second.train(images)
     assert s["start_step"] == 4 and int(second.step.numpy()) == 8
     for a, b in zip(weights(straight), weights(second)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_holds_the_dropout_random_state(tmp_path, digits):
+    """The checkpoint carries every SeedGenerator's state: restoring it brings back
+    the state the run had reached, not the fresh one of a newly built model."""
+    from keras_ssl.training.loop import random_states
+
+    images, _ = digits(64)
+    t = trainer(dropout_cfg(0.5, steps=4), tmp_path)
+    fresh = [v.numpy().copy() for v in random_states(t.method)]
+    assert fresh, "the classify head's Dropout has a SeedGenerator"
+    t.train(images)
+    reached = [v.numpy().copy() for v in random_states(t.method)]
+    assert any((a != b).any() for a, b in zip(fresh, reached))   # training advanced the state
+    again = trainer(dropout_cfg(0.5, steps=4), tmp_path)
+    assert all((v.numpy() == a).all() for v, a in zip(random_states(again.method), fresh))
+    again.restore()
+    for v, a in zip(random_states(again.method), reached):
+        np.testing.assert_array_equal(v.numpy(), a)
 
 
 def test_non_finite_loss_stops_with_message(tmp_path, digits):
