@@ -393,4 +393,6 @@ def to_dict(cfg) -> dict:
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    from keras_ssl.files import write_json_atomic
+
+    write_json_atomic(path, to_dict(cfg))

@@ -35,6 +35,7 @@ from typing import Optional
 
 from keras_ssl.evaluation.reference import LABEL_COUNTS, thesis_by_count
 from keras_ssl.evaluation.results import mean_std
+from keras_ssl.files import write_text_atomic
 
 SCRATCH = "scratch"
 #: Protocols that measure a baseline rather than the run's encoder, and the row name each gets.
@@ -324,7 +325,7 @@ def compare(run_dirs, out_dir, protocol: str = "frozen_mlp", skip_missing: bool 
     out.mkdir(parents=True, exist_ok=True)
     paired = paired_rows(runs, protocol)
     md = markdown(table, pre, protocol, paired=paired)
-    (out / "comparison.md").write_text(md)
+    write_text_atomic(out / "comparison.md", md)
     write_csv(table, out / "comparison.csv")
     plot(table, out / "comparison.png")
     return {"table": table, "pretext": pre, "paired": paired, "markdown": md, "out": str(out)}

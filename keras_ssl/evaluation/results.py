@@ -8,11 +8,11 @@ module only writes them. Imports no TensorFlow.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 from keras_ssl.evaluation.reference import thesis_by_count
+from keras_ssl.files import write_json_atomic, write_text_atomic
 
 #: Table order of the protocols; the rest (linear probes) follow in the order measured.
 _ROW_ORDER = {"frozen_mlp": 0, "scratch": 1, "random_frozen": 2, "knn": 3}
@@ -63,7 +63,7 @@ def results_markdown(results: dict, title: str = "") -> str:
 def write_results(results: dict, run_dir: Path, title: str = "") -> str:
     """Write ``results.json`` and ``results.md`` under ``run_dir``; returns the markdown."""
     run_dir = Path(run_dir)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomic(run_dir / "results.json", results)
     md = results_markdown(results, title)
-    (run_dir / "results.md").write_text(md)
+    write_text_atomic(run_dir / "results.md", md)
     return md

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ssl.config import ConfigError, num
+from keras_ssl.files import write_text_atomic
 from keras_ssl.pretext import permutations as perm_lib
 from keras_ssl.pretext.base import Pretext
 from keras_ssl.pretext.patches import Normalization, Placement, cell_tiles, check_geometry
@@ -95,7 +96,7 @@ class JigsawPretext(Pretext):
             self.perms, Path(run_dir) / "permutations.json", grid=self.params.grid,
             criterion=self.params.criterion, seed=self.params.permutation_seed,
             source=self.params.permutation_file or "generated")
-        (Path(run_dir) / "pretext.json").write_text(json.dumps(
+        write_text_atomic(Path(run_dir) / "pretext.json", json.dumps(
             {"permutations": stats["size"], "mean_hamming": round(stats["mean_hamming"], 3),
              "min_hamming": stats["min_hamming"]}) + "\n")
 

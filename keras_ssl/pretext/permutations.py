@@ -32,6 +32,8 @@ from typing import Literal
 
 import numpy as np
 
+from keras_ssl.files import write_text_atomic
+
 #: ``"mean"``: maximal average Hamming distance to the set (the paper); ``"min"``: to its nearest member.
 Criterion = Literal["mean", "min"]
 CRITERIA = typing.get_args(Criterion)
@@ -100,7 +102,7 @@ def save_permutations(perms: np.ndarray, path: str | Path, **meta) -> dict:
         np.save(path, np.asarray(perms, np.int32))
     else:
         doc = {**meta, **stats, "permutations": np.asarray(perms).tolist()}
-        path.write_text(json.dumps(doc) + "\n")
+        write_text_atomic(path, json.dumps(doc) + "\n")
     return stats
 
 

@@ -13,12 +13,12 @@ the run that trained), with evaluation ``validation`` (when
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from keras_ssl.config import ExperimentConfig, to_dict
+from keras_ssl.files import atomic_path, write_json_atomic
 from keras_ssl.training.run_dir import prepare_run_dir, previous_pretrain
 
 if TYPE_CHECKING:   # the TensorFlow imports wait until a job runs
@@ -96,7 +96,8 @@ def _pretrain(cfg: ExperimentConfig, run_dir: Path, *, progress: bool,
         if previous:
             summary = {**previous, "resumed_finished": True}
     encoder = trainer.encoder
-    encoder.save(run_dir / "encoder.keras")
+    with atomic_path(run_dir / "encoder.keras") as tmp:
+        encoder.save(tmp)
     return encoder, summary, labeled
 
 
@@ -162,6 +163,6 @@ def run(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, evaluate
     if export and cfg.export.enabled:
         summary.update(_export(cfg, run_dir, encoder, log=log))
     summary["seconds"] = time.perf_counter() - t_start
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json_atomic(run_dir / "summary.json", summary, default=str)
     log(f"done in {summary['seconds']:.0f} s; run directory: {run_dir}")
     return summary

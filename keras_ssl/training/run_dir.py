@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from keras_ssl.config import ConfigError, to_dict
+from keras_ssl.files import write_json_atomic
 
 
 def default_run_dir(config_path: str, smoke: bool) -> Path:
@@ -58,7 +59,7 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
             raise ConfigError(f"{run_dir} holds checkpoints of a run with a different pretraining "
                               f"config (differs in: {', '.join(changed) or 'unreadable'}; see {saved}); "
                               f"pass another --run-dir or remove that directory")
-    saved.write_text(json.dumps(resolved, indent=2) + "\n")
+    write_json_atomic(saved, resolved)
 
 
 def previous_pretrain(run_dir: Path) -> dict:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 from keras_ssl.config import ConfigError, apply_overrides, config_from_dict
+from keras_ssl.files import write_json_atomic, write_text_atomic
 from keras_ssl.tuning.config import TuneConfig
 from keras_ssl.tuning.formatting import format_values, markdown_table
 from keras_ssl.tuning.layout import Layout
@@ -49,13 +49,13 @@ def write_stage_table(layout: Layout, tune: TuneConfig, i: int, rows: list[dict]
     w = csv.writer(buf)
     w.writerow(head)
     w.writerows([["" if v is None else v for v in row] for row in cells])
-    layout.trials_table(i, ".csv").write_text(buf.getvalue())
+    write_text_atomic(layout.trials_table(i, ".csv"), buf.getvalue())
     stage = tune.stages[i]
     total = sum(r.get("seconds") or 0.0 for r in rows)
     md = (f"### Stage {stage.name}: {stage.tuner}, objective {tune.objective.name} "
           f"({tune.objective.goal}); trials' total time {total:.0f} s\n\n"
           + markdown_table(head, cells))
-    layout.trials_table(i, ".md").write_text(md)
+    write_text_atomic(layout.trials_table(i, ".md"), md)
     return md
 
 
@@ -88,10 +88,10 @@ def write_summary(layout: Layout, tune: TuneConfig, results: dict[int, list[dict
           f"{seconds:.0f} s.\n\n{tables}\nBest: stage {tune.stages[-1].name} "
           f"trial {best['trial_id']}, {tune.objective.name} = {best['score']:.4f}; "
           f"written to {layout.best_config}\n")
-    layout.summary_md.write_text(md)
+    write_text_atomic(layout.summary_md, md)
     summary = {"tune_config": tune.path, "run_dir": str(layout.run_dir),
                "objective": tune.objective.name, "best": best,
                "best_config": str(layout.best_config), "seconds": seconds,
                "stages": {s.name: results[i] for i, s in enumerate(tune.stages)}}
-    layout.summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json_atomic(layout.summary_json, summary, default=str)
     return summary

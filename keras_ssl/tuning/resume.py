@@ -11,9 +11,9 @@ and its workers start in the same directory.
 from __future__ import annotations
 
 import json
-import os
 
 from keras_ssl.config import ConfigError
+from keras_ssl.files import write_json_atomic
 from keras_ssl.tuning.config import TuneConfig, tune_to_dict
 from keras_ssl.tuning.layout import Layout
 
@@ -50,6 +50,4 @@ def check_run_dir(layout: Layout, tune: TuneConfig, base_raw: dict, smoke: bool)
                 f"{path}); pass another --run-dir or remove that directory")
         if old == doc:
             return
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, doc)

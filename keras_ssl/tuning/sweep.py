@@ -17,12 +17,12 @@ the chief runs no searched trial (KerasTuner's rule) but the baseline.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 from keras_ssl.config import ConfigError
+from keras_ssl.files import write_json_atomic
 from keras_ssl.tuning import reports
 from keras_ssl.tuning.config import TuneConfig, load_tune_config
 from keras_ssl.tuning.distributed import Distributed, environ
@@ -103,7 +103,7 @@ class Sweep:
         """Write best_config.json and the summary; returns the summary."""
         raw, best = reports.best_config(self.layout, self.tune, self.base_raw,
                                         self.results[len(self.tune.stages) - 1], smoke=self.smoke)
-        self.layout.best_config.write_text(json.dumps(raw, indent=2) + "\n")
+        write_json_atomic(self.layout.best_config, raw)
         return reports.write_summary(self.layout, self.tune, self.results, best,
                                      smoke=self.smoke, seconds=seconds)
 

@@ -17,7 +17,6 @@ config's own values at the stage's budget) is run by the same code.
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -26,6 +25,7 @@ from types import SimpleNamespace
 from typing import Callable
 
 from keras_ssl.config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, to_dict
+from keras_ssl.files import write_json_atomic
 from keras_ssl.training.errors import TrainingError
 from keras_ssl.tuning.config import TuneConfig
 from keras_ssl.tuning.formatting import format_values
@@ -110,7 +110,7 @@ class TrialRunner:
                   "pretext_loss": loss, "steps": cfg.train.steps,
                   "seconds": time.perf_counter() - t0, "values": trial_values(values),
                   "run_dir": str(tdir), "tuner_id": tuner_id}
-        self.layout.trial_result(i, trial.trial_id).write_text(json.dumps(result, indent=2) + "\n")
+        write_json_atomic(self.layout.trial_result(i, trial.trial_id), result)
         write_trial_hparams(tdir / "tb", stage=stage.name, trial_id=trial.trial_id,
                             values=trial_values(values), steps=cfg.train.steps,
                             metric=obj.name, score=score)
