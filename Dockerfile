@@ -27,8 +27,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+COPY requirements.txt constraints.txt ./
+RUN pip install -r requirements.txt -c constraints.txt
 COPY keras_ssl/ keras_ssl/
 COPY configs/ configs/
 ENTRYPOINT ["python", "-m", "keras_ssl.train"]

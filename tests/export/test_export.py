@@ -146,9 +146,14 @@ def test_assets_extra(exported):
     assert n >= 2
 
 
+#: TensorFlow's saved_model_cli as a module of the running interpreter: found in a venv used
+#: without activation, where the console script is not on PATH.
+SAVED_MODEL_CLI = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
 def test_saved_model_cli_show_and_run(exported, tmp_path):
     enc, _, path, _ = exported
-    show = subprocess.run(["saved_model_cli", "show", "--dir", str(path), "--all"],
+    show = subprocess.run([*SAVED_MODEL_CLI, "show", "--dir", str(path), "--all"],
                           capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=120)
     assert show.returncode == 0, show.stderr[-2000:]
     assert "signature_def['serving_default']" in show.stdout
@@ -158,7 +163,7 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     x = images(2, seed=7)
     np.save(tmp_path / "x.npy", x)
     outdir = tmp_path / "out"
-    run = subprocess.run(["saved_model_cli", "run", "--dir", str(path), "--tag_set", "serve",
+    run = subprocess.run([*SAVED_MODEL_CLI, "run", "--dir", str(path), "--tag_set", "serve",
                           "--signature_def", "serving_default", "--inputs", f"images={tmp_path / 'x.npy'}",
                           "--outdir", str(outdir)],
                          capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=120)
