@@ -145,16 +145,27 @@ def _folder(path: Optional[str], image_size: int, channels: int, limit: Optional
 def load_labeled(name: str, image_size: int = 28, channels: int = 1,
                  tfds_data_dir: Optional[str] = None) -> tuple[ImageSet, ImageSet]:
     """(train, test) labeled splits of an evaluation dataset."""
+    check_labeled(name, image_size, channels)
     if name == "mnist":
-        train, test = _mnist()
+        return _mnist()
+    n = name[5:]
+    return (_tfds(n, "train", tfds_data_dir, image_size, channels),
+            _tfds(n, "test", tfds_data_dir, image_size, channels))
+
+
+def check_labeled(name: str, image_size: int, channels: int) -> None:
+    """Raise DataError unless evaluation dataset ``name`` can serve images of
+    ``image_size`` x ``image_size`` x ``channels``: without loading it, so a run
+    can be refused before it pretrains (the encoder takes the pretraining size)."""
+    if name == "mnist":
         if image_size != 28 or channels != 1:
-            raise DataError("MNIST is 28x28x1: set data.image_size=28 and data.channels=1")
-        return train, test
-    if name.startswith("tfds:"):
-        n = name[5:]
-        return (_tfds(n, "train", tfds_data_dir, image_size, channels),
-                _tfds(n, "test", tfds_data_dir, image_size, channels))
-    raise DataError(f"unknown evaluation dataset {name!r}: use 'mnist' or 'tfds:<name>'")
+            raise DataError(
+                f"data.eval_dataset 'mnist' is 28x28x1, but the encoder takes "
+                f"data.image_size={image_size}, data.channels={channels}: evaluate on labeled "
+                f"images of that size (data.eval_dataset 'tfds:<name>'), or pass --skip-eval")
+        return
+    if not name.startswith("tfds:") or len(name) == 5:
+        raise DataError(f"unknown evaluation dataset {name!r}: use 'mnist' or 'tfds:<name>'")
 
 
 def load_pretrain(data_cfg) -> ImageSet:

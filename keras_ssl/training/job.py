@@ -155,6 +155,10 @@ def run(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, evaluate
     """The whole job; returns the summary (also written to ``summary.json``)."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
+    if evaluate or cfg.train.monitor_every:
+        # Refused now, not after pretraining: the labeled set must fit the encoder's input.
+        from keras_ssl.data.core import check_labeled
+        check_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels)
     prepare_run_dir(run_dir, cfg)
     summary = {"config": cfg.name, "run_dir": str(run_dir)}
     encoder, summary["pretrain"], labeled = _pretrain(cfg, run_dir, progress=progress, log=log)
