@@ -39,13 +39,17 @@ def main(argv=None) -> int:
     # TensorFlow's "retracing" warnings there are expected, not a user's concern.
     tf.get_logger().setLevel("ERROR")
     from keras_ssl.data import DataError
-    from keras_ssl.training.errors import TrainingError
+    from keras_ssl.training.errors import Interrupted, TrainingError
     try:
         run(cfg, run_dir, progress=not args.no_progress, evaluate=not args.skip_eval,
             export=not args.skip_export)
     except (ConfigError, DataError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"\nstopped by {e.signal_name} at step {e.step}, checkpoint saved ({e.checkpoint}): run "
+              f"the same command again to resume from there", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"\ninterrupted: run the same command again to resume from the last checkpoint in "
               f"{run_dir / 'checkpoints'}", file=sys.stderr)

@@ -21,8 +21,9 @@ from keras_ssl import registry
 from keras_ssl.data.pipeline import pretext_batches
 from keras_ssl.encoders import build_encoder
 from keras_ssl.methods.base import DatasetFacts
-from keras_ssl.training.errors import TrainingError
+from keras_ssl.training.errors import Interrupted, TrainingError
 from keras_ssl.training.optimizer import make_optimizer
+from keras_ssl.training.signals import StopRequests
 from keras_ssl.training.strategy import make_strategy
 
 
@@ -201,26 +202,29 @@ class Pretrainer:
         window = LogWindow(t.batch_size)
         t0 = time.perf_counter()
         step, last = start, {}
-        try:
-            while step < t.steps:
-                n = min(t.steps_per_execution, t.steps - step)
-                sums = {k: float(v) for k, v in self._chunk_fn(n)(iterator).items()}
-                step += n
-                loss = sums["loss"] / (n * t.batch_size)
-                self._check_finite(loss, step - n, step)
-                window.add(sums, n)
-                bar.update(n)
-                bar.set_postfix(loss=f"{loss:.3f}")
-                if due(step, n, t.log_every, t.steps):
-                    last = window.close(float(self.optimizer.learning_rate))
-                    write_scalars(writer, step, last)
-                if monitor is not None and t.monitor_every and due(step, n, t.monitor_every, t.steps):
-                    summary.setdefault("monitor", []).append(self._monitor(monitor, step, writer, window))
-                if due(step, n, t.checkpoint_every, t.steps):
-                    self.manager.save(checkpoint_number=step)
-        finally:
-            bar.close()
-            writer.flush()
+        with StopRequests() as stop:   # SIGINT / SIGTERM: finish the step, save, stop
+            try:
+                while step < t.steps:
+                    n = min(t.steps_per_execution, t.steps - step)
+                    sums = {k: float(v) for k, v in self._chunk_fn(n)(iterator).items()}
+                    step += n
+                    loss = sums["loss"] / (n * t.batch_size)
+                    self._check_finite(loss, step - n, step)
+                    window.add(sums, n)
+                    bar.update(n)
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                    if due(step, n, t.log_every, t.steps):
+                        last = window.close(float(self.optimizer.learning_rate))
+                        write_scalars(writer, step, last)
+                    if monitor is not None and t.monitor_every and due(step, n, t.monitor_every, t.steps):
+                        summary.setdefault("monitor", []).append(self._monitor(monitor, step, writer, window))
+                    if due(step, n, t.checkpoint_every, t.steps) or stop.signum is not None:
+                        self.manager.save(checkpoint_number=step)
+                    if stop.signum is not None and step < t.steps:
+                        raise Interrupted(step, stop.signum, self.manager.latest_checkpoint)
+            finally:
+                bar.close()
+                writer.flush()
         summary.update(seconds=time.perf_counter() - t0, final=last)
         return summary
 

@@ -1,7 +1,8 @@
-"""kill -9 during pretraining, then the same command: the run ends where the
-uninterrupted run ends, bit for bit, having lost at most one checkpoint interval.
-Real subprocesses of ``python -m keras_ssl.train``, dropout 0.5 in the head (its
-random state must come back from the checkpoint too)."""
+"""kill -9 (or SIGTERM, a preemption notice) during pretraining, then the same
+command: the run ends where the uninterrupted run ends, bit for bit, having lost at
+most one checkpoint interval (SIGTERM: no step). Real subprocesses of
+``python -m keras_ssl.train``, dropout 0.5 in the head (its random state must come
+back from the checkpoint too)."""
 import json
 import signal
 import subprocess
@@ -44,35 +45,65 @@ def encoder_weights(run_dir):
     return [w.numpy() for w in keras.models.load_model(run_dir / "encoder.keras").weights]
 
 
-@pytest.mark.slow
-def test_sigkill_after_a_checkpoint_then_the_same_command(tmp_path):
-    cfg_path = tmp_path / "kill_resume.json"
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """(config path, run directory) of the uninterrupted run."""
+    tmp = tmp_path_factory.mktemp("straight")
+    cfg_path = tmp / "kill_resume.json"
     cfg_path.write_text(json.dumps(CONFIG))
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    p = subprocess.run(command(cfg_path, straight), cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True,
+    p = subprocess.run(command(cfg_path, tmp / "run"), cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
+    return cfg_path, tmp / "run"
 
-    proc = subprocess.Popen(command(cfg_path, killed), cwd=ROOT, env=SUBPROCESS_ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+def interrupt(cfg_path, run_dir, signum):
+    """Start the command, send ``signum`` once it has written its second checkpoint;
+    returns (exit code, stderr)."""
+    proc = subprocess.Popen(command(cfg_path, run_dir), cwd=ROOT, env=SUBPROCESS_ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
-        while latest_step(killed) < 2 * EVERY:          # killed mid-run, after a checkpoint
-            assert proc.poll() is None, "the run ended before it could be killed"
+        while latest_step(run_dir) < 2 * EVERY:          # mid-run, after a checkpoint
+            assert proc.poll() is None, "the run ended before it could be interrupted"
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    at_kill = latest_step(killed)
-    assert 2 * EVERY <= at_kill < STEPS and not (killed / "encoder.keras").exists()
+    return proc.returncode, err
 
-    p = subprocess.run(command(cfg_path, killed), cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True,
+
+def resume_and_compare(cfg_path, run_dir, straight_dir, start):
+    p = subprocess.run(command(cfg_path, run_dir), cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    summary = json.loads((killed / "summary.json").read_text())
-    assert summary["pretrain"]["start_step"] == at_kill          # resumed from the last checkpoint
-    for a, b in zip(encoder_weights(straight), encoder_weights(killed)):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["pretrain"]["start_step"] == start          # resumed from the last checkpoint
+    for a, b in zip(encoder_weights(straight_dir), encoder_weights(run_dir)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_checkpoint_then_the_same_command(straight, tmp_path):
+    cfg_path, straight_dir = straight
+    killed = tmp_path / "killed"
+    code, _ = interrupt(cfg_path, killed, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    at_kill = latest_step(killed)
+    assert 2 * EVERY <= at_kill < STEPS and not (killed / "encoder.keras").exists()
+    resume_and_compare(cfg_path, killed, straight_dir, at_kill)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_at_the_next_step_and_says_how_to_resume(straight, tmp_path):
+    cfg_path, straight_dir = straight
+    stopped = tmp_path / "stopped"
+    code, err = interrupt(cfg_path, stopped, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err[-3000:]
+    at_stop = latest_step(stopped)
+    assert f"stopped by SIGTERM at step {at_stop}" in err and "run the same command again" in err
+    assert 2 * EVERY <= at_stop < STEPS
+    resume_and_compare(cfg_path, stopped, straight_dir, at_stop)

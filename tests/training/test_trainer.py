@@ -135,3 +135,27 @@ def test_log_window_means_per_example_and_leaves_monitor_time_out(monkeypatch):
     assert out["loss"] == 24.0 / 8    # summed over 2 steps x 4 examples
     assert out["examples_per_s"] == 8 / 8.0
     assert out["learning_rate"] == 0.1
+
+
+def test_sigterm_stops_at_the_step_boundary_with_a_checkpoint_there(tmp_path, digits):
+    """A SIGTERM received mid-run (here sent by the monitor at step 2) saves a checkpoint
+    at that step, although checkpoint_every is 4, and raises Interrupted; the handlers
+    are put back afterwards."""
+    import os
+    import signal
+
+    from keras_ssl.training.errors import Interrupted
+
+    images, _ = digits(64)
+    t = trainer(dropout_cfg(0.0, monitor_every=2, steps_per_execution=2), tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def monitor(encoder):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return {"probe": 0.0}
+
+    with pytest.raises(Interrupted) as info:
+        t.train(images, monitor=monitor)
+    assert info.value.step == 2 and info.value.exit_code == 128 + signal.SIGTERM
+    assert t.manager.latest_checkpoint.endswith("-2")
+    assert signal.getsignal(signal.SIGTERM) is before
