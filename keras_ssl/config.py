@@ -124,7 +124,7 @@ class EvalConfig:
     - ``head_hidden``: units of the head's hidden layer (0: linear); ``head_dropout``: its rate.
     - ``head_steps``, ``head_batch_size``, ``head_learning_rate``, ``head_momentum``,
       ``head_weight_decay``: SGD of every classifier trained here (iterations, images).
-    - ``scratch``: the same classifier on a fresh encoder, all trained, ``scratch_steps``.
+    - ``scratch``: the same classifier on a fresh encoder, all trained, ``scratch_steps`` (>= ``head_steps``, checked).
     - ``random_frozen``: the frozen-head protocol on a randomly initialised encoder.
     - ``linear_probe``: softmax regression per tapped layer, ``linear_probe_steps``.
     - ``knn``: k-nearest-neighbour accuracy (cosine), ``knn_k`` neighbours.
@@ -147,6 +147,11 @@ class EvalConfig:
     knn: bool = True
     knn_k: int = num(10, 1)
     max_test_images: Optional[int] = num(None, 1)
+
+    def validate(self):
+        if self.scratch and self.scratch_steps < self.head_steps:
+            raise ValueError(f"scratch_steps ({self.scratch_steps}) must be >= head_steps "
+                             f"({self.head_steps}): a baseline trained less than the head is none")
 
 
 @dataclass(frozen=True)
@@ -390,9 +395,3 @@ def to_dict(cfg) -> dict:
     if isinstance(cfg, tuple):
         return [to_dict(v) for v in cfg]
     return cfg
-
-
-def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    from keras_ssl.files import write_json_atomic
-
-    write_json_atomic(path, to_dict(cfg))

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from support import experiment_configs
+from support import ROOT, experiment_configs
 
 from keras_ssl.config import ConfigError, apply_overrides, load_config, parse_override, to_dict
 
@@ -91,3 +91,11 @@ def test_every_shipped_config_loads():
     for p in paths:
         load_config(p)
         load_config(p, smoke=True)
+
+
+def test_a_scratch_baseline_shorter_than_the_head_is_refused():
+    path = ROOT / "configs" / "mnist_egomotion.json"
+    with pytest.raises(ConfigError, match=r"'eval'.*scratch_steps \(1\) must be >= head_steps \(4000\)"):
+        load_config(path, {"eval.scratch_steps": 1})
+    assert load_config(path, {"eval.scratch_steps": 40000}).eval.scratch_steps == 40000
+    assert not load_config(path, {"eval.scratch_steps": 1, "eval.scratch": False}).eval.scratch
