@@ -46,6 +46,11 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # the run directory: not writable, not a directory, disk full
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: cannot write the run directory {run_dir}: {e.strerror or e}{where}; "
+              f"the last good checkpoint, if any, is in {run_dir / 'checkpoints'}", file=sys.stderr)
+        return 2
     except Interrupted as e:
         print(f"\nstopped by {e.signal_name} at step {e.step}, checkpoint saved ({e.checkpoint}): run "
               f"the same command again to resume from there", file=sys.stderr)

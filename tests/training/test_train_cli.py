@@ -103,3 +103,13 @@ def test_how_a_run_is_carried_out_may_change_what_it_learns_may_not(tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["train"]["pipeline_threads"] == 0
     with pytest.raises(ConfigError, match=r"differs in: train\b"):
         prepare_run_dir(run_dir, load_config(ROOT / "configs/mnist_egomotion.json", {"train.momentum": 0.5}))
+
+
+def test_an_unwritable_run_directory_is_one_clear_line(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    code, err = train_in_process(capsys, "--config", str(ROOT / "configs/mnist_rotation.json"), "--smoke",
+                                 "--run-dir", str(blocker / "run"), "--no-progress")
+    assert code == 2
+    assert err.startswith("error: cannot write the run directory") and str(blocker) in err
+    assert "Traceback" not in err
