@@ -16,10 +16,14 @@ Extra flags (not in TF Serving): ``--host``, ``--max_body_bytes`` (REST body
 and gRPC message limit, default 64 MiB), ``--max_image_pixels`` (encoded
 images larger than this are refused before decoding), ``--allow_nonfinite``
 (accept NaN/Infinity in float inputs; refused by default because an encoder
-turns them into NaN features), ``--grpc_max_workers``. Also TF Serving's
-``--rest_api_num_threads`` (here: REST connections served at once),
-``--rest_api_timeout_in_ms``, ``--tensorflow_intra_op_parallelism`` and
-``--tensorflow_inter_op_parallelism``.
+turns them into NaN features), ``--grpc_max_workers``,
+``--grpc_max_concurrent_rpcs`` (RPCs admitted at once, RESOURCE_EXHAUSTED
+beyond; default twice the workers), ``--rest_api_max_json_depth`` (400 for a
+body nested deeper, default 64). Also TF Serving's ``--rest_api_num_threads``
+(here: REST connections served at once, 503 beyond),
+``--rest_api_timeout_in_ms`` (here: the time a client has to send one whole
+request, counted from its first byte; 408 after it),
+``--tensorflow_intra_op_parallelism`` and ``--tensorflow_inter_op_parallelism``.
 
 Library use (tests, benchmarks): :func:`start_server` returns a
 :class:`ServerHandle` with the bound ports (0 = pick a free port);
@@ -42,6 +46,7 @@ from keras_ssl.export.contract import NAME_RE
 from keras_ssl.server.manager import ModelManager
 from keras_ssl.server.model_config import (BatchingConfig, ModelConfig, parse_batching_config,
                                            parse_models_config)
+from keras_ssl.server.rest_codec import DEFAULT_MAX_JSON_DEPTH
 from keras_ssl.server.validation import Limits
 from keras_ssl.server.watcher import ConfigFileWatcher
 
@@ -84,8 +89,11 @@ def start_server(models: Sequence[ModelConfig], *, host: str = "127.0.0.1",
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, limits: Optional[Limits] = None,
                  grpc_max_workers: int = 64, rest_max_connections: int = 256,
                  rest_timeout_seconds: float = 60.0, model_config_file: Optional[str] = None,
-                 model_config_poll_seconds: float = 0) -> ServerHandle:
-    """Load the models (blocking) and start the front ends; a port of None disables one."""
+                 model_config_poll_seconds: float = 0, grpc_max_concurrent_rpcs: Optional[int] = None,
+                 rest_max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> ServerHandle:
+    """Load the models (blocking) and start the front ends; a port of None disables one.
+
+    ``grpc_max_concurrent_rpcs`` None: twice ``grpc_max_workers``."""
     from keras_ssl.server.grpc_api import GrpcServer
     from keras_ssl.server.rest import RestServer
 
@@ -99,11 +107,13 @@ def start_server(models: Sequence[ModelConfig], *, host: str = "127.0.0.1",
         if grpc_port is not None:
             handle.grpc = GrpcServer(manager, host, grpc_port, max_message_bytes=max_body_bytes,
                                      max_workers=grpc_max_workers,
-                                     max_tensor_bytes=limits.max_tensor_bytes).start()
+                                     max_tensor_bytes=limits.max_tensor_bytes,
+                                     max_concurrent_rpcs=grpc_max_concurrent_rpcs).start()
         if rest_port is not None:
             handle.rest = RestServer(manager, host, rest_port, max_body_bytes=max_body_bytes,
                                      max_connections=rest_max_connections,
-                                     timeout_seconds=rest_timeout_seconds).start()
+                                     timeout_seconds=rest_timeout_seconds,
+                                     max_json_depth=rest_max_json_depth).start()
     except Exception:
         handle.stop()  # what started so far (a front end that failed to bind is None)
         raise
@@ -143,10 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow_nonfinite", type=_bool_flag, nargs="?", const=True, default=False,
                    help="accept NaN/Infinity in float inputs")
     p.add_argument("--grpc_max_workers", type=int, default=64, help="gRPC handler threads")
+    p.add_argument("--grpc_max_concurrent_rpcs", type=int, default=0,
+                   help="gRPC calls admitted at once, more get RESOURCE_EXHAUSTED "
+                        "(0: twice --grpc_max_workers)")
     p.add_argument("--rest_api_num_threads", type=int, default=256,
                    help="REST connections served at once (more get 503)")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=60000,
-                   help="REST socket timeout per request read")
+                   help="time to send one whole REST request from its first byte (408 after); "
+                        "also how long an idle connection stays open")
+    p.add_argument("--rest_api_max_json_depth", type=int, default=DEFAULT_MAX_JSON_DEPTH,
+                   help="REST bodies nested deeper get 400 before they are parsed")
     p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                    help="threads per TF op (0: TF default)")
     p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
@@ -200,9 +216,12 @@ def _check_positive_flags(args: argparse.Namespace) -> None:
     for name, v in (("--max_body_bytes", args.max_body_bytes), ("--max_image_pixels", args.max_image_pixels),
                     ("--grpc_max_workers", args.grpc_max_workers),
                     ("--rest_api_num_threads", args.rest_api_num_threads),
-                    ("--rest_api_timeout_in_ms", args.rest_api_timeout_in_ms)):
+                    ("--rest_api_timeout_in_ms", args.rest_api_timeout_in_ms),
+                    ("--rest_api_max_json_depth", args.rest_api_max_json_depth)):
         if v < 1:
             raise _UsageError(f"{name} must be positive")
+    if args.grpc_max_concurrent_rpcs < 0:
+        raise _UsageError("--grpc_max_concurrent_rpcs must be positive (0: twice --grpc_max_workers)")
 
 
 def _set_tf_threads(args: argparse.Namespace) -> None:
@@ -229,7 +248,9 @@ def _start_from_flags(args: argparse.Namespace, models: list[ModelConfig],
             rest_max_connections=args.rest_api_num_threads,
             rest_timeout_seconds=args.rest_api_timeout_in_ms / 1000,
             model_config_file=args.model_config_file,
-            model_config_poll_seconds=args.model_config_file_poll_wait_seconds)
+            model_config_poll_seconds=args.model_config_file_poll_wait_seconds,
+            grpc_max_concurrent_rpcs=args.grpc_max_concurrent_rpcs or None,
+            rest_max_json_depth=args.rest_api_max_json_depth)
     except OSError as e:
         raise _UsageError(f"cannot bind: {e}") from None
 

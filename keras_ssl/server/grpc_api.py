@@ -1,26 +1,39 @@
 """TF Serving's gRPC API (tensorflow-serving-api stubs) for the local server.
 
 ``tensorflow.serving.PredictionService``: ``Predict`` and ``GetModelMetadata``
-(``Classify`` / ``Regress`` / ``MultiInference`` answer UNIMPLEMENTED);
+(the other methods answer UNIMPLEMENTED);
 ``tensorflow.serving.ModelService``: ``GetModelStatus``. Client mistakes get
-INVALID_ARGUMENT / NOT_FOUND with a message; tensors are read with
-``tf.make_ndarray`` after checking their declared size (no pickle). Every
+INVALID_ARGUMENT / NOT_FOUND with a message; tensors are read by
+:mod:`.grpc_tensor` (value counts and real sizes checked against the declared
+shape before anything is allocated; no ``tf.make_ndarray``, no pickle). Every
 RPC goes through :func:`_rpc`: a :class:`ServingError` aborts with its code and
 message, anything else is logged and aborts INTERNAL.
+
+Load limits: a message over ``max_message_bytes`` is refused by gRPC itself
+(RESOURCE_EXHAUSTED); one with more than ``max_request_fields`` field
+occurrences is refused INVALID_ARGUMENT before it is parsed
+(:mod:`.grpc_wire`); ``Classify`` / ``Regress`` / ``MultiInference`` /
+``HandleReloadConfigRequest`` answer UNIMPLEMENTED without parsing their
+request. At most ``max_concurrent_rpcs`` RPCs (default: twice the worker
+threads) are admitted at once, running on ``max_workers`` threads, the rest
+waiting for one; gRPC answers every RPC beyond that RESOURCE_EXHAUSTED at once
+instead of queueing it without limit.
 """
 from __future__ import annotations
 
 import functools
 import logging
-import sys
 from concurrent import futures
 from typing import Callable, Optional
 
 import grpc
-import numpy as np
 
 from keras_ssl.server.errors import ServingError, invalid
+from keras_ssl.server.grpc_tensor import fill_tensor_proto, tensor_proto_to_array
+from keras_ssl.server.grpc_wire import MAX_REQUEST_FIELDS, Refused, checked_parser
 from keras_ssl.server.manager import ModelManager
+
+__all__ = ["GrpcServer", "fill_tensor_proto", "tensor_proto_to_array"]
 
 log = logging.getLogger("keras_ssl.serve")
 
@@ -36,63 +49,6 @@ _GRPC_CODE = {
     "INTERNAL": grpc.StatusCode.INTERNAL,
 }
 _STATE = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
-
-
-def tensor_proto_to_array(name: str, proto, max_bytes: int) -> np.ndarray:
-    """``tf.make_ndarray`` after checking the declared shape against ``max_bytes``."""
-    import tensorflow as tf
-    from tensorflow.core.framework import types_pb2
-
-    dims = [d.size for d in proto.tensor_shape.dim]
-    if any(d < 0 for d in dims):
-        raise invalid(f"input '{name}': tensor_shape has a negative dimension {dims}")
-    n = 1
-    for d in dims:
-        n *= d
-    try:
-        itemsize = 8 if proto.dtype == types_pb2.DT_STRING else tf.as_dtype(proto.dtype).size
-    except TypeError:
-        raise invalid(f"input '{name}': unsupported dtype {proto.dtype}") from None
-    if n * max(itemsize, 1) > max_bytes:
-        raise invalid(f"input '{name}': tensor of shape {dims} exceeds the size limit of {max_bytes} bytes")
-    np_dtype = _NUMERIC.get(proto.dtype)
-    if np_dtype is not None and proto.tensor_content:
-        # Fast path (what tf.make_tensor_proto sends for numeric arrays): raw little-endian bytes.
-        if len(proto.tensor_content) != n * np_dtype.itemsize:
-            raise invalid(f"input '{name}': tensor_content has {len(proto.tensor_content)} bytes, "
-                          f"shape {dims} of {np_dtype.name} needs {n * np_dtype.itemsize}")
-        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(dims)
-    try:
-        return tf.make_ndarray(proto)
-    except Exception as e:  # noqa: BLE001 - any malformed TensorProto is the client's
-        raise invalid(f"input '{name}': malformed TensorProto: {type(e).__name__}: {e}") from None
-
-
-def _numeric_dtypes():
-    from tensorflow.core.framework import types_pb2 as t
-
-    pairs = {t.DT_FLOAT: "<f4", t.DT_DOUBLE: "<f8", t.DT_HALF: "<f2", t.DT_INT8: "i1",
-             t.DT_INT16: "<i2", t.DT_INT32: "<i4", t.DT_INT64: "<i8", t.DT_UINT8: "u1",
-             t.DT_UINT16: "<u2", t.DT_UINT32: "<u4", t.DT_UINT64: "<u8", t.DT_BOOL: "?"}
-    return {k: np.dtype(v) for k, v in pairs.items()}
-
-
-_NUMERIC = _numeric_dtypes()
-_NP_TO_DT = {v.newbyteorder("=") if v.byteorder != "|" else v: k for k, v in _NUMERIC.items()}
-
-
-def fill_tensor_proto(proto, arr: np.ndarray) -> None:
-    """Write ``arr`` into ``proto`` (raw tensor_content for numeric dtypes, as TF does)."""
-    dt = _NP_TO_DT.get(arr.dtype)
-    if dt is None or sys.byteorder != "little":
-        import tensorflow as tf
-
-        proto.CopyFrom(tf.make_tensor_proto(arr))
-        return
-    proto.dtype = dt
-    for d in arr.shape:
-        proto.tensor_shape.dim.add(size=d)
-    proto.tensor_content = np.ascontiguousarray(arr).tobytes()
 
 
 def _abort(context, e: ServingError):
@@ -117,15 +73,18 @@ def _model_spec(name, version, signature_name):
 
 
 def _rpc(handler: Callable):
-    """A servicer method from ``handler(self, request)``: errors become gRPC aborts."""
+    """An RPC behaviour ``(request, context)`` from ``handler(request)``: a request refused
+    on the wire is INVALID_ARGUMENT, errors become gRPC aborts."""
     @functools.wraps(handler)
-    def method(self, request, context):
+    def method(request, context):
         try:
-            return handler(self, request)
+            if isinstance(request, Refused):
+                raise invalid(request.reason)
+            return handler(request)
         except ServingError as e:
             _abort(context, e)
         except Exception as e:  # noqa: BLE001 - a bug answers INTERNAL, the server keeps running
-            log.exception("internal error in %s", handler.__name__)
+            log.exception("internal error in %s", getattr(handler, "__name__", "rpc"))
             _abort(context, ServingError("INTERNAL", f"{type(e).__name__}: {e}"))
     return method
 
@@ -174,25 +133,57 @@ def status_response(manager: ModelManager, request):
     return resp
 
 
-def _servicers(manager: ModelManager, max_tensor_bytes: int):
-    """The PredictionService and ModelService servicers over ``manager``."""
-    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+_UNPARSED = object()  # gRPC takes a deserializer's None for a failure (INTERNAL)
 
-    class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-        @_rpc
-        def Predict(self, request):  # noqa: N802
-            return predict_response(manager, request, max_tensor_bytes)
 
-        @_rpc
-        def GetModelMetadata(self, request):  # noqa: N802
-            return metadata_response(manager, request)
+def _unparsed(data: bytes) -> object:
+    """The deserializer of methods we do not implement: their requests are never parsed."""
+    return _UNPARSED
 
-    class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-        @_rpc
-        def GetModelStatus(self, request):  # noqa: N802
-            return status_response(manager, request)
 
-    return PredictionService(), ModelService()
+def _unimplemented(name: str, response_cls):
+    def answer(request, context):
+        context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                      f"{name} is not implemented by this server; use Predict")
+    return grpc.unary_unary_rpc_method_handler(answer, request_deserializer=_unparsed,
+                                               response_serializer=response_cls.SerializeToString)
+
+
+def _handlers(manager: ModelManager, max_tensor_bytes: int, max_request_fields: int) -> tuple:
+    """The generic handlers of PredictionService and ModelService over ``manager``.
+
+    Implemented methods get their request through :func:`.grpc_wire.checked_parser`
+    (field budget checked on the wire before protobuf parses it); the others
+    answer UNIMPLEMENTED without parsing their request at all.
+    """
+    from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
+                                         get_model_status_pb2, inference_pb2, model_management_pb2,
+                                         predict_pb2, regression_pb2)
+
+    def method(handler: Callable, request_cls, response_cls):
+        return grpc.unary_unary_rpc_method_handler(
+            _rpc(handler), request_deserializer=checked_parser(request_cls, max_request_fields),
+            response_serializer=response_cls.SerializeToString)
+
+    prediction = {
+        "Predict": method(lambda r: predict_response(manager, r, max_tensor_bytes),
+                          predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+        "GetModelMetadata": method(lambda r: metadata_response(manager, r),
+                                   get_model_metadata_pb2.GetModelMetadataRequest,
+                                   get_model_metadata_pb2.GetModelMetadataResponse),
+        "Classify": _unimplemented("Classify", classification_pb2.ClassificationResponse),
+        "Regress": _unimplemented("Regress", regression_pb2.RegressionResponse),
+        "MultiInference": _unimplemented("MultiInference", inference_pb2.MultiInferenceResponse),
+    }
+    model = {
+        "GetModelStatus": method(lambda r: status_response(manager, r),
+                                 get_model_status_pb2.GetModelStatusRequest,
+                                 get_model_status_pb2.GetModelStatusResponse),
+        "HandleReloadConfigRequest": _unimplemented("HandleReloadConfigRequest",
+                                                    model_management_pb2.ReloadConfigResponse),
+    }
+    return (grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", prediction),
+            grpc.method_handlers_generic_handler("tensorflow.serving.ModelService", model))
 
 
 class GrpcServer:
@@ -200,17 +191,19 @@ class GrpcServer:
 
     def __init__(self, manager: ModelManager, host: str = "127.0.0.1", port: int = 8500,
                  max_message_bytes: int = 64 * 1024 * 1024, max_workers: int = 64,
-                 max_tensor_bytes: Optional[int] = None):
-        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
-
+                 max_tensor_bytes: Optional[int] = None, max_concurrent_rpcs: Optional[int] = None,
+                 max_request_fields: int = MAX_REQUEST_FIELDS):
+        # Admitted RPCs beyond the worker threads wait in the executor's queue;
+        # the cap bounds that queue (and the request messages it holds).
+        self.max_concurrent_rpcs = max_concurrent_rpcs or 2 * max_workers
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+            maximum_concurrent_rpcs=self.max_concurrent_rpcs,
             options=[("grpc.max_receive_message_length", max_message_bytes),
                      ("grpc.max_send_message_length", -1),
                      ("grpc.so_reuseport", 0)])
-        pred, model = _servicers(manager, max_tensor_bytes or 4 * max_message_bytes)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(pred, self.server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, self.server)
+        self.server.add_generic_rpc_handlers(
+            _handlers(manager, max_tensor_bytes or 4 * max_message_bytes, max_request_fields))
         addr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.port = self.server.add_insecure_port(addr)
         if self.port == 0:

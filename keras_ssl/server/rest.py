@@ -10,14 +10,26 @@ Every error is ``{"error": "..."}`` with TF Serving's HTTP status for its
 code; client mistakes are 4xx, never 500. The path is matched by a strict
 regex and the name / version / label are checked before the model manager
 looks them up in memory. JSON <-> tensors is :mod:`.rest_codec`.
+
+Limits against careless or hostile clients (each answered; 413, 408 and
+503 also close the connection): a body over ``max_body_bytes`` -> 413 (read
+from Content-Length, the body is not buffered); a request (request line, headers
+and body) not fully received within ``timeout_seconds`` of its first byte ->
+408, however the client splits it into packets (the deadline is per request,
+not per socket read; an idle keep-alive connection is closed after the same
+time); JSON nested deeper than ``max_json_depth`` -> 400 before it is parsed;
+more than ``max_connections`` open connections -> 503 for the extra ones
+(the kernel's accept backlog is ``request_queue_size``).
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
 import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
@@ -25,9 +37,9 @@ from typing import Any, Optional
 from keras_ssl.export.contract import INT64_MAX, LABEL_RE, NAME_RE, SERVING_SIGNATURE
 from keras_ssl.server.errors import ServingError, invalid, not_found
 from keras_ssl.server.manager import ModelManager
-from keras_ssl.server.rest_codec import (columns_to_inputs, decode_predict_body,
-                                         encode_predict_response, metadata_json, rows_to_inputs,
-                                         status_json)
+from keras_ssl.server.rest_codec import (DEFAULT_MAX_JSON_DEPTH, columns_to_inputs,
+                                         decode_predict_body, encode_predict_response,
+                                         metadata_json, rows_to_inputs, status_json)
 
 log = logging.getLogger("keras_ssl.serve")
 
@@ -62,13 +74,55 @@ def parse_path(path: str) -> dict:
 # HTTP server
 # --------------------------------------------------------------------------
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads under one deadline per request (wrapped in a BufferedReader).
+
+    Until a request's first byte arrives each read may wait ``timeout``
+    seconds (a keep-alive connection waiting for its next request); from that
+    byte on the whole request must arrive within ``timeout`` seconds in total,
+    so a client trickling one byte at a time cannot hold its connection slot
+    longer. Past the deadline a read raises TimeoutError and sets ``expired``.
+    """
+
+    def __init__(self, sock: socket.socket, timeout: float):
+        super().__init__()
+        self.sock, self.timeout = sock, timeout
+        self.deadline: Optional[float] = None
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def start_request(self) -> None:
+        self.deadline, self.expired = None, False
+
+    def readinto(self, b) -> int:
+        if self.deadline is None:
+            wait = self.timeout
+        else:
+            wait = self.deadline - time.monotonic()
+            if wait <= 0:
+                self.expired = True
+                raise TimeoutError("request not received before its deadline")
+        self.sock.settimeout(wait)
+        try:
+            n = self.sock.recv_into(b)
+        except TimeoutError:
+            self.expired = self.deadline is not None  # an idle connection just closes
+            raise
+        if n and self.deadline is None:
+            self.deadline = time.monotonic() + self.timeout
+        return n
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "keras_ssl-serving"
-    timeout = 60  # seconds a client may take to send its request
+    timeout = 60  # seconds a client has to send a whole request (and to read our answer)
 
     manager: ModelManager
     max_body_bytes: int
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
 
     def log_message(self, fmt, *args):  # route to logging, quiet by default
         log.debug("%s - %s", self.address_string(), fmt % args)
@@ -81,8 +135,33 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        # Reads go through the per-request deadline instead of a per-read timeout.
+        plain, self._reader = self.rfile, _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader)
+        plain.close()  # drops its reference on the socket so close() really closes it
+        self._responded = False
+
+    def handle_one_request(self):
+        """One request; one that missed its deadline before we answered gets a 408."""
+        self._reader.start_request()
+        self._responded = False
+        # what send_response needs if the request line itself timed out
+        self.requestline, self.request_version = "", "HTTP/1.0"
+        super().handle_one_request()  # a TimeoutError there closes the connection
+        if self._reader.expired and not self._responded:
+            try:
+                self._send(408, {"error": self._timeout_message()}, close=True)
+            except OSError:
+                self.close_connection = True
+
+    def _timeout_message(self) -> str:
+        return (f"request not received within {self.timeout * 1000:.0f} ms of its first byte "
+                "(--rest_api_timeout_in_ms)")
 
     def _send(self, status: int, obj: Any, close: bool = False):
+        self._responded = True
+        # the reader left the socket with what remained of the request's deadline
+        self.connection.settimeout(self.timeout)
         try:
             body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
         except (TypeError, ValueError) as e:
@@ -116,21 +195,25 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise invalid(f"invalid Content-Length {raw[:40]!r}") from None
-        if n > self.max_body_bytes:
+        try:
+            if n > self.max_body_bytes:
+                self.close_connection = True
+                # Drain a moderately oversized body so the client reads our 413
+                # instead of a broken pipe; a huge one is not read at all.
+                if n <= max(2 * self.max_body_bytes, 8 << 20):
+                    left = n
+                    while left > 0:
+                        chunk = self.rfile.read(min(left, 1 << 16))
+                        if not chunk:
+                            break
+                        left -= len(chunk)
+                raise ServingError("PAYLOAD_TOO_LARGE",
+                                   f"request body of {n} bytes exceeds the limit of "
+                                   f"{self.max_body_bytes} bytes (--max_body_bytes)")
+            return self.rfile.read(n)
+        except TimeoutError:
             self.close_connection = True
-            # Drain a moderately oversized body so the client reads our 413
-            # instead of a broken pipe; a huge one is not read at all.
-            if n <= max(2 * self.max_body_bytes, 8 << 20):
-                left = n
-                while left > 0:
-                    chunk = self.rfile.read(min(left, 1 << 16))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-            raise ServingError("PAYLOAD_TOO_LARGE",
-                               f"request body of {n} bytes exceeds the limit of "
-                               f"{self.max_body_bytes} bytes (--rest_api_max_body_bytes)")
-        return self.rfile.read(n)
+            raise ServingError("REQUEST_TIMEOUT", self._timeout_message()) from None
 
     def _dispatch(self, method: str):
         """Answer one GET or POST; every error becomes a JSON error response."""
@@ -147,7 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._post(route, body)
         except ServingError as e:
-            status = {"PAYLOAD_TOO_LARGE": 413, "METHOD_NOT_ALLOWED": 405}.get(e.code, e.http_status)
+            status = {"PAYLOAD_TOO_LARGE": 413, "METHOD_NOT_ALLOWED": 405,
+                      "REQUEST_TIMEOUT": 408}.get(e.code, e.http_status)
             self._send(status, {"error": e.message}, close=self.close_connection)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -179,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route["verb"] != "predict":
             raise not_found(f"Malformed request: unknown verb ':{route['verb']}'")
         lv = self.manager.resolve(route["name"], route["version"], route["label"])
-        sig_name, payload, fmt = decode_predict_body(body)
+        sig_name, payload, fmt = decode_predict_body(body, self.max_json_depth)
         sig_key = sig_name or SERVING_SIGNATURE
         names = sorted(lv.inputs.get(sig_key, {}))
         if sig_key not in lv.fns:
@@ -224,6 +308,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def process_request(self, request, client_address):
         if not self._slots.acquire(blocking=False):
             try:
+                request.settimeout(1.0)  # this thread accepts for everyone: never block on one client
                 body = b'{"error":"too many open connections; retry later"}'
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                                 b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
@@ -250,9 +335,10 @@ class RestServer:
 
     def __init__(self, manager: ModelManager, host: str = "127.0.0.1", port: int = 8501,
                  max_body_bytes: int = 64 * 1024 * 1024, max_connections: int = 256,
-                 timeout_seconds: float = 60.0):
+                 timeout_seconds: float = 60.0, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH):
         handler = type("Handler", (_Handler,), {"manager": manager, "max_body_bytes": max_body_bytes,
-                                                 "timeout": timeout_seconds})
+                                                 "timeout": timeout_seconds,
+                                                 "max_json_depth": max_json_depth})
         server_cls = type("HTTPServer", (_HTTPServer,), {"max_connections": max_connections})
         self.httpd = server_cls((host, port), handler)
         self.host, self.port = self.httpd.server_address[:2]

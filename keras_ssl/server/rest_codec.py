@@ -5,7 +5,10 @@ Request side: :func:`decode_predict_body` reads a ``:predict`` body, and
 (``"instances"``) or columnar (``"inputs"``) payload into ``{input:
 ndarray}``; binary values are ``{"b64": ...}`` objects and become bytes.
 Every malformed value raises ``INVALID_ARGUMENT`` naming where it is
-(nothing is evaluated or unpickled). Response side:
+(nothing is evaluated or unpickled). A body nested deeper than
+``max_depth`` levels of ``[ ]`` / ``{ }`` is refused before ``json.loads``
+recurses into it (:func:`json_too_deep`: a linear pre-scan in C-speed
+``bytes`` operations and numpy; a tensor needs at most its rank + 2 levels). Response side:
 :func:`encode_predict_response`, :func:`status_json`, :func:`metadata_json`
 write what TF Serving writes.
 """
@@ -84,8 +87,45 @@ def json_to_array(value, where: str) -> np.ndarray:
     return arr
 
 
-def decode_predict_body(body: bytes) -> tuple[str, Any, str]:
+#: Default of --rest_api_max_json_depth: nesting levels a :predict body may have.
+DEFAULT_MAX_JSON_DEPTH = 64
+# bytes.translate tables of json_too_deep: keep only the bytes that open or close
+# arrays, objects and strings; then brackets -> +1 / -1 as int8.
+_NOT_STRUCTURAL = bytes(b for b in range(256) if b not in b'[]{}"')
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_SCAN_CHUNK = 1 << 22  # brackets per numpy cumsum: bounds the scan's scratch memory (32 MB)
+
+
+def json_too_deep(body: bytes, max_depth: int) -> bool:
+    """Whether a JSON text nests more than ``max_depth`` arrays / objects (outside strings).
+
+    Exact for valid JSON; for malformed JSON it only decides which 400 the
+    client gets. Linear time whatever the input (no regex backtracking).
+    """
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return False  # the common small body: nothing to scan
+    # Drop escaped backslashes, then escaped quotes (JSON reads escapes left to
+    # right, as bytes.replace does): every quote left opens or closes a string.
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = text.translate(None, _NOT_STRUCTURAL)
+    outside = b"".join(text.split(b'"')[0::2])  # even pieces lie outside strings
+    if len(outside) <= max_depth:
+        return False
+    steps = np.frombuffer(outside.translate(_STEPS), dtype=np.int8)
+    depth = 0
+    for i in range(0, steps.size, _SCAN_CHUNK):
+        levels = np.cumsum(steps[i:i + _SCAN_CHUNK], dtype=np.int64) + depth
+        if int(levels.max()) > max_depth:
+            return True
+        depth = int(levels[-1])
+    return False
+
+
+def decode_predict_body(body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> tuple[str, Any, str]:
     """Parse a :predict body -> (signature_name, {input: ndarray}, "row"|"columnar")."""
+    if json_too_deep(body, max_depth):
+        raise invalid(f"JSON nested too deeply: more than {max_depth} levels of arrays / objects "
+                      "(--rest_api_max_json_depth; a tensor needs its rank + 2)")
     try:
         req = json.loads(body)
     except UnicodeDecodeError:

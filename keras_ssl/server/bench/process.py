@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 #: The repository root: the server runs from it, with it on PYTHONPATH.
 REPO = Path(__file__).resolve().parents[3]
@@ -62,12 +62,12 @@ class ServerProcess:
 
 
 def _server_command(name: str, base: Path, grpc_port: int, rest_port: int,
-                    batching_file: Optional[Path]) -> list[str]:
+                    batching_file: Optional[Path], extra_args: Sequence[str] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "keras_ssl.serve", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
            f"--model_name={name}", f"--model_base_path={base}", "--file_system_poll_wait_seconds=0"]
     if batching_file is not None:
         cmd += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
-    return cmd
+    return cmd + list(extra_args)
 
 
 def wait_ready(proc: subprocess.Popen, port: int, name: str, timeout: float = 180) -> None:
@@ -100,13 +100,14 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def serve_subprocess(name: str, base: Path, batching_file: Optional[Path],
-                     log_path: Path) -> Iterator[ServerProcess]:
+                     log_path: Path, extra_args: Sequence[str] = ()) -> Iterator[ServerProcess]:
     """A ready server of model ``name`` (versions under ``base``), stopped on exit.
 
-    ``batching_file``: a BatchingParameters file (``--enable_batching``), or None.
+    ``batching_file``: a BatchingParameters file (``--enable_batching``), or None;
+    ``extra_args``: more ``python -m keras_ssl.serve`` flags (limits, threads).
     """
     grpc_port, rest_port = free_port(), free_port()
-    cmd = _server_command(name, base, grpc_port, rest_port, batching_file)
+    cmd = _server_command(name, base, grpc_port, rest_port, batching_file, extra_args)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log_path, "wb") as logf:
