@@ -10,6 +10,7 @@ import base64
 import http.client
 import json
 import socket
+import time
 
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -51,3 +52,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_status_ok(port: int, model: str = "tiny", seconds: float = 10.0) -> int:
+    """GET /v1/models/MODEL until it answers 200 or ``seconds`` pass; the last status."""
+    deadline, status = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", f"/v1/models/{model}")
+        status = conn.getresponse().status
+        conn.close()
+        if status == 200:
+            break
+        time.sleep(0.1)
+    return status
+

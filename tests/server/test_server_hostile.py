@@ -30,7 +30,7 @@ from keras_ssl.server.manager import VersionState
 from keras_ssl.server.rest import RestServer
 from keras_ssl.server.rest_codec import json_too_deep
 from keras_ssl.server.errors import ServingError
-from server_support import grpc_predict, rest
+from server_support import grpc_predict, rest, wait_status_ok
 from support import images, png
 
 DEFAULT_TENSOR_BYTES = 256 << 20  # the server's default max_tensor_bytes (4 x 64 MiB)
@@ -280,16 +280,7 @@ def test_rest_stalled_connections_capped_then_freed(strict_rest):
     for s in stalled:  # each is answered 408 at its deadline, and its slot comes back
         assert b" 408 " in s.recv(4096).split(b"\r\n")[0]
         s.close()
-    deadline, status = time.monotonic() + 5, None
-    while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/v1/models/tiny")
-        status = conn.getresponse().status
-        conn.close()
-        if status == 200:
-            break
-        time.sleep(0.1)
-    assert status == 200
+    assert wait_status_ok(port, seconds=5) == 200
 
 
 def _nested(depth: int) -> bytes:

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from server_support import MAX_BODY, b64, rest
+from server_support import MAX_BODY, b64, rest, wait_status_ok
 from support import images, png
 
 
@@ -186,15 +186,7 @@ def test_rest_connection_cap(server):
         assert b" 503 " in data.split(b"\r\n")[0] and b"too many open connections" in data
         for sock in idle:
             sock.close()
-        deadline = time.time() + 10
-        while time.time() < deadline:  # slots come back once the idle connections close
-            conn = http.client.HTTPConnection("127.0.0.1", rs.port, timeout=10)
-            conn.request("GET", "/v1/models/tiny")
-            status = conn.getresponse().status
-            conn.close()
-            if status == 200:
-                break
-            time.sleep(0.1)
-        assert status == 200
+        # slots come back once the idle connections close
+        assert wait_status_ok(rs.port) == 200
     finally:
         rs.stop()
