@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from keras_ssl.training.errors import Interrupted, TrainingError
     try:
         run(cfg, run_dir, progress=not args.no_progress, evaluate=not args.skip_eval,
-            export=not args.skip_export)
+            export=not args.skip_export, config_path=args.config)
     except (ConfigError, DataError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -94,6 +94,12 @@ class EvalConfig:
     - ``linear_probe``: softmax regression per tapped layer, ``linear_probe_steps``.
     - ``knn``: k-nearest-neighbour accuracy (cosine), ``knn_k`` neighbours.
     - ``max_test_images``: score on the first N test images (None: all).
+    - ``split``: what every classifier is scored on: ``"test"`` (the report, once, at the
+      end: ``results.json``) or ``"validation"`` (the seeded validation split carved from the
+      training images: ``results_validation.json``; every choice between variants is made
+      on it, ``python -m keras_ssl.select``). The labeled subsets are the same for both.
+    - ``finetune``: the evaluated encoder as the initialisation, encoder and head all
+      trained for ``scratch_steps``: the fair alternative to freezing it.
     """
     label_counts: tuple[int, ...] = LABEL_COUNTS
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -112,9 +118,11 @@ class EvalConfig:
     knn: bool = True
     knn_k: int = num(10, 1)
     max_test_images: Optional[int] = num(None, 1)
+    split: Literal["test", "validation"] = "test"
+    finetune: bool = False
 
     def validate(self):
-        if self.scratch and self.scratch_steps < self.head_steps:
+        if (self.scratch or self.finetune) and self.scratch_steps < self.head_steps:
             raise ValueError(f"scratch_steps ({self.scratch_steps}) must be >= head_steps "
                              f"({self.head_steps}): a baseline trained less than the head is none")
 
@@ -138,7 +146,8 @@ class ExperimentConfig:
     weights, batches and the validation split; ``data``, ``train``, ``eval``, ``export``:
     the sections above; ``description``: what the config is for; ``cost``: measured wall
     time, machine and result; ``smoke``: dotted overrides for ``--smoke`` (over
-    :data:`SMOKE_OVERRIDES`)."""
+    :data:`SMOKE_OVERRIDES`); ``expected``: the results a finished run of this config must
+    fall within (:mod:`keras_ssl.evaluation.expected`, checked by ``compare --check``)."""
     name: str
     encoder: Component
     pretext: Component
@@ -151,6 +160,7 @@ class ExperimentConfig:
     description: str = ""
     cost: str = ""
     smoke: dict = field(default_factory=dict)
+    expected: dict = field(default_factory=dict)
 
 
 #: Overrides applied by ``--smoke``: the same pipeline on tiny data, a few steps.

@@ -3,7 +3,9 @@
 For every label count n and seed s, a class-stratified subset of n labeled
 training images (seeded by (n, s), :mod:`.subsets`) is drawn from the
 training set minus the validation split, and these are trained on it and
-scored on the test set:
+scored on the test set (``eval.split: "test"``, the report, once) or on the
+validation split (``"validation"``, every choice between variants; the same
+subsets either way):
 
 - ``frozen_mlp``: the encoder frozen, its features fed to a head dense 500,
   ReLU, dropout, dense K (thesis protocol: 4,000 iterations, SGD lr 0.01,
@@ -13,7 +15,9 @@ scored on the test set:
 - ``linear:<layer>``: softmax regression on each tapped layer's features;
 - ``knn``: k-nearest neighbours (cosine) on the final features;
 - ``scratch``: the same classifier with a freshly initialised encoder, every
-  layer trained, for ``scratch_steps`` (>= ``head_steps``) iterations.
+  layer trained, for ``scratch_steps`` (>= ``head_steps``) iterations;
+- ``finetune``: the same, but the encoder starts from the evaluated encoder's
+  weights (the fair alternative to freezing it: same head init, same budget).
 
 K, the number of classes, is taken from the training labels (:func:`.subsets.class_count`).
 
@@ -31,6 +35,9 @@ Contracts:
   tests/evaluation/test_evaluate.py). The table's order is the rows' order.
 - Nothing looks at the test set before scoring: step counts and
   hyperparameters are fixed by the config, and each model is scored once.
+  ``results["protocol"]`` records what identifies the labeled subsets
+  (``validation_seed``, ``validation_images``, ``labeled_pool``, ``split``,
+  the scored images) so that two runs are compared only on the same ones.
 """
 from __future__ import annotations
 
@@ -61,6 +68,7 @@ class SubsetContext:
 
     ``features`` / ``test_features``: tap name -> the frozen encoder's features of
     ``subset`` / ``test`` at that tap, in tap order, the final features (:data:`FINAL`) last.
+    ``test``: the scored images (the test set, or the validation split: ``eval.split``).
     """
     labels: int                                # n, the label count
     seed: int                                  # s, the evaluation seed
@@ -72,6 +80,7 @@ class SubsetContext:
     num_classes: int
     new_encoder: Callable[[], keras.Model]     # a freshly initialised encoder per call
     encoder_label: str                         # the row method of the evaluated encoder
+    encoder: keras.Model                       # the evaluated encoder (never trained here)
 
     def reseed(self) -> None:
         """Keras's seed for the next model built (its initial weights, its dropout)."""
@@ -132,18 +141,31 @@ def knn(ctx: SubsetContext) -> Scores:
     return {(ctx.encoder_label, "knn"): acc}
 
 
-def scratch(ctx: SubsetContext) -> Scores:
-    """Encoder + thesis head, both freshly initialised and trained on the images."""
+def _train_all(ctx: SubsetContext, init_from: keras.Model | None) -> float:
+    """Encoder + thesis head trained together on the images for ``scratch_steps``; the
+    encoder freshly initialised, or a copy of ``init_from``'s weights (the head is fresh
+    and the same in both: one seed, drawn in the same order)."""
     e = ctx.eval_cfg
     ctx.reseed()    # one seed for encoder and head, drawn in this order
     enc = ctx.new_encoder()
+    if init_from is not None:
+        enc.set_weights(init_from.get_weights())
     head = classifier.mlp_head(enc.output.shape[-1], e.head_hidden, e.head_dropout,
                                 num_classes=ctx.num_classes)
     x_in = keras.Input(enc.input.shape[1:], name="images")
     clf = keras.Model(x_in, head(enc(x_in)), name="scratch")
-    acc = ctx.fit_and_score(clf, to_float(ctx.subset.images), to_float(ctx.test.images).numpy(),
-                            e.scratch_steps)
-    return {("scratch", "scratch"): acc}
+    return ctx.fit_and_score(clf, to_float(ctx.subset.images), to_float(ctx.test.images).numpy(),
+                             e.scratch_steps)
+
+
+def scratch(ctx: SubsetContext) -> Scores:
+    """Encoder + thesis head, both freshly initialised and trained on the images."""
+    return {("scratch", "scratch"): _train_all(ctx, None)}
+
+
+def finetune(ctx: SubsetContext) -> Scores:
+    """The evaluated encoder as the initialisation, then all layers trained as ``scratch``."""
+    return {(ctx.encoder_label, "finetune"): _train_all(ctx, ctx.encoder)}
 
 
 #: The protocols in the order they run for each subset: name -> (function, enabled?).
@@ -154,25 +176,33 @@ PROTOCOLS: dict[str, tuple[Callable[[SubsetContext], Scores], Callable[[EvalConf
     "linear": (linear_per_layer, lambda e: e.linear_probe),
     "knn": (knn, lambda e: e.knn),
     "scratch": (scratch, lambda e: e.scratch),
+    "finetune": (finetune, lambda e: e.finetune),
 }
 
 
 def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model], eval_cfg: EvalConfig,
                      train: ImageSet, test: ImageSet, *, validation_images: int, seed: int,
-                     encoder_label: str, progress: bool = True) -> dict:
+                     encoder_label: str, progress: bool = True, datasets: Mapping[str, str] = {}) -> dict:
     """Run the few-label protocol; returns the ``results.json`` document.
 
     ``encoder_label`` names the rows that measure ``encoder`` (the job passes the
     pretext's name); ``new_encoder`` builds a freshly initialised encoder of the
-    same architecture for the baselines.
+    same architecture for the baselines; ``datasets`` (``dataset``, ``eval_dataset``)
+    are recorded in the protocol. ``eval_cfg.split`` picks what is scored: ``test``
+    (first ``max_test_images``) or the validation split of ``train``.
     """
     from tqdm.auto import tqdm
 
     e = eval_cfg
     num_classes = class_count(train.labels, test.labels)
-    pool, _ = split_validation(train, validation_images, seed)
+    pool, val = split_validation(train, validation_images, seed)
     if e.max_test_images:
         test = test.take(np.arange(min(e.max_test_images, len(test))))
+    test_images = len(test)
+    if e.split == "validation":
+        if len(val) == 0:
+            raise ValueError("eval.split 'validation' needs data.validation_images > 0")
+        test = val
     taps = list(getattr(encoder, "taps", ()) or ())
     taps = [t for t in taps if t != FINAL] if e.linear_probe else []
     probe_model = tap_outputs(encoder, taps + [FINAL])
@@ -189,7 +219,7 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
         ctx = SubsetContext(labels=n, seed=s, subset=sub,
                             features=dict(zip(taps + [FINAL], encode(probe_model, sub.images))),
                             test_features=test_feats, test=test, eval_cfg=e, num_classes=num_classes,
-                            new_encoder=new_encoder, encoder_label=encoder_label)
+                            new_encoder=new_encoder, encoder_label=encoder_label, encoder=encoder)
         for protocol in enabled:
             for (method, name), acc in protocol(ctx).items():
                 runs.setdefault((method, name, n), []).append(acc)
@@ -197,7 +227,10 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
     rows = [{"method": method, "protocol": protocol, "labels": n,
              "mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": [float(v) for v in vals]}
             for (method, protocol, n), vals in runs.items()]
-    return {"protocol": {**asdict(e), "label_counts": list(e.label_counts), "seeds": list(e.seeds),
-                         "test_images": len(test), "labeled_pool": len(pool),
-                         "validation_images": validation_images},
+    return {"split": e.split,
+            "protocol": {**asdict(e), "label_counts": list(e.label_counts), "seeds": list(e.seeds),
+                         **dict(datasets), "validation_seed": seed, "test_images": test_images,
+                         "scored_images": len(test), "labeled_pool": len(pool),
+                         "validation_images": validation_images,
+                         "subset_seeds": {f"{n}/{s}": subset_seed(n, s) for n, s in tasks}},
             "rows": rows, "seconds": time.perf_counter() - t0}

@@ -1,7 +1,10 @@
 """The few-label results written to a run directory: ``results.json`` (the document
-:func:`keras_ssl.evaluation.protocols.evaluate_encoder` returns, as is) and
-``results.md`` (:func:`results_markdown`: one row per (method, protocol), one
+:func:`keras_ssl.evaluation.protocols.evaluate_encoder` returns, with the job's
+``config``, ``pretrain`` and ``provenance``) and ``results.md`` (:func:`results_markdown`: one row per (method, protocol), one
 column per label count, mean ± std over seeds, the thesis's rows beneath).
+Scored on the validation split (``eval.split: "validation"``), the same
+documents are ``results_validation.json`` / ``.md`` (:func:`results_name`),
+so choosing on validation never overwrites the test report.
 
 Reading these files back is :mod:`keras_ssl.evaluation.compare`'s job; this
 module only writes them. Imports no TensorFlow.
@@ -15,7 +18,15 @@ from keras_ssl.evaluation.reference import thesis_by_count
 from keras_ssl.files import write_json_atomic, write_text_atomic
 
 #: Table order of the protocols; the rest (linear probes) follow in the order measured.
-_ROW_ORDER = {"frozen_mlp": 0, "scratch": 1, "random_frozen": 2, "knn": 3}
+_ROW_ORDER = {"frozen_mlp": 0, "finetune": 1, "scratch": 2, "random_frozen": 3, "knn": 4}
+
+#: Scored split -> the stem of the results files.
+RESULTS_NAMES = {"test": "results", "validation": "results_validation"}
+
+
+def results_name(split: str) -> str:
+    """``results`` for the test split, ``results_validation`` for the validation split."""
+    return RESULTS_NAMES[split]
 
 
 def mean_std(mean: float, std: Optional[float], n: Optional[int]) -> str:
@@ -41,7 +52,7 @@ def results_markdown(results: dict, title: str = "") -> str:
         k = (r["method"], r["protocol"])
         if k not in keys:
             keys.append(k)
-    keys.sort(key=lambda k: _ROW_ORDER.get(k[1], 4))  # stable: probes stay in layer order
+    keys.sort(key=lambda k: _ROW_ORDER.get(k[1], len(_ROW_ORDER)))  # stable: probes stay in layer order
     head = "| method | protocol | " + " | ".join(str(c) for c in counts) + " |"
     sep = "|---|---|" + "---:|" * len(counts)
     lines = [f"## {title}" if title else "", head, sep]
@@ -51,19 +62,24 @@ def results_markdown(results: dict, title: str = "") -> str:
         lines.append(f"| thesis: {name} | reported | " + " | ".join(
             f"{ref[c]:.2f}" if c in ref else "-" for c in counts) + " |")
     p = results["protocol"]
+    split = results.get("split", "test")
+    scored = (f"scored on the validation split ({p.get('scored_images', p['validation_images'])} images; "
+              f"the test set not looked at)" if split == "validation" else f"test images: {p['test_images']}")
     lines += ["", f"Protocol: {len(p['seeds'])} seed(s) {p['seeds']}; frozen head dense {p['head_hidden']} "
               f"+ dropout {p['head_dropout']}, {p['head_steps']} steps, batch {p['head_batch_size']}, "
               f"lr {p['head_learning_rate']}; scratch {p['scratch_steps']} steps; linear probes "
-              f"{p['linear_probe_steps']} steps; kNN k={p['knn_k']} (cosine); test images: "
-              f"{p['test_images']}; labeled subsets drawn from {p['labeled_pool']} training images "
-              f"({p['validation_images']} held out for validation). Mean ± std over seeds."]
+              f"{p['linear_probe_steps']} steps; kNN k={p['knn_k']} (cosine); {scored}; labeled subsets drawn from {p['labeled_pool']} training images "
+              f"({p['validation_images']} held out for validation, seed {p.get('validation_seed', '?')}). "
+              f"Mean ± std over seeds."]
     return "\n".join(l for l in lines if l is not None) + "\n"
 
 
 def write_results(results: dict, run_dir: Path, title: str = "") -> str:
-    """Write ``results.json`` and ``results.md`` under ``run_dir``; returns the markdown."""
+    """Write ``results.json`` and ``results.md`` (``results_validation.*`` when scored on
+    the validation split) under ``run_dir``; returns the markdown."""
     run_dir = Path(run_dir)
-    write_json_atomic(run_dir / "results.json", results)
+    stem = results_name(results.get("split", "test"))
+    write_json_atomic(run_dir / f"{stem}.json", results)
     md = results_markdown(results, title)
-    write_text_atomic(run_dir / "results.md", md)
+    write_text_atomic(run_dir / f"{stem}.md", md)
     return md

@@ -101,11 +101,12 @@ def _pretrain(cfg: ExperimentConfig, run_dir: Path, *, progress: bool,
     return encoder, summary, labeled
 
 
-def _write_eval_summaries(run_dir: Path, step: int, md: str, rows: list[dict]) -> None:
-    """The results table and one scalar per (protocol, label count) in TensorBoard's ``eval`` run."""
+def _write_eval_summaries(run_dir: Path, step: int, md: str, rows: list[dict], split: str) -> None:
+    """The results table and one scalar per (protocol, label count) in TensorBoard's
+    ``eval`` run (``eval_validation`` for scores on the validation split)."""
     import tensorflow as tf
 
-    writer = tf.summary.create_file_writer(str(run_dir / "tb" / "eval"))
+    writer = tf.summary.create_file_writer(str(run_dir / "tb" / ("eval" if split == "test" else "eval_validation")))
     with writer.as_default(step=step):
         tf.summary.text("results", md)
         for r in rows:
@@ -113,11 +114,25 @@ def _write_eval_summaries(run_dir: Path, step: int, md: str, rows: list[dict]) -
     writer.flush()
 
 
+def provenance(cfg: ExperimentConfig, config_path: Optional[str], pretrain: dict) -> dict:
+    """What results.json records of where its numbers came from: the resolved config's
+    path and hash, the code version, the components' parameters, the pretraining's wall time."""
+    from keras_ssl.provenance import code_version, config_sha256
+
+    resolved = to_dict(cfg)
+    return {"config_path": str(Path(config_path).resolve()) if config_path else None,
+            "config_sha256": config_sha256(resolved), "code_version": code_version(),
+            "seed": cfg.seed, "encoder": resolved["encoder"], "pretext": resolved["pretext"],
+            "method": resolved["method"], "train": resolved["train"],
+            "pretrain_seconds": pretrain.get("seconds")}
+
+
 def _evaluate(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, labeled: Optional[Labeled],
-              *, progress: bool, log: Callable) -> dict:
-    """Few-label evaluation of ``encoder``: writes ``results.json``/``.md`` and the
-    TensorBoard summaries; returns the summary's ``validation`` (when there is a
-    validation split) and ``evaluate_seconds``."""
+              *, progress: bool, log: Callable, origin: dict) -> dict:
+    """Few-label evaluation of ``encoder``: writes ``results.json``/``.md`` (scored on the
+    test set) or ``results_validation.json``/``.md`` (``eval.split: "validation"``) with
+    ``origin`` as their ``provenance``, and the TensorBoard summaries; returns the
+    summary's ``validation`` (when there is a validation split) and ``evaluate_seconds``."""
     from keras_ssl.encoders import build_encoder
     from keras_ssl.evaluation.protocols import evaluate_encoder
     from keras_ssl.evaluation.results import write_results
@@ -129,13 +144,16 @@ def _evaluate(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, labele
     results = evaluate_encoder(
         encoder, lambda: build_encoder(cfg.encoder, _image_shape(cfg)), cfg.eval, train, test,
         validation_images=cfg.data.validation_images, seed=cfg.seed,
-        encoder_label=cfg.pretext.name, progress=progress)
+        encoder_label=cfg.pretext.name, progress=progress,
+        datasets={"dataset": cfg.data.dataset, "eval_dataset": cfg.data.eval_dataset})
     results["config"] = cfg.name
     results["pretrain"] = {"steps": cfg.train.steps, "batch_size": cfg.train.batch_size,
                            "encoder": cfg.encoder.name, "method": cfg.method.name}
-    md = write_results(results, run_dir, title=f"{cfg.name}: few-label test accuracy")
+    results["provenance"] = {**origin, "evaluate_seconds": results["seconds"]}
+    split = cfg.eval.split
+    md = write_results(results, run_dir, title=f"{cfg.name}: few-label {split} accuracy")
     out["evaluate_seconds"] = results["seconds"]
-    _write_eval_summaries(run_dir, cfg.train.steps, md, results["rows"])
+    _write_eval_summaries(run_dir, cfg.train.steps, md, results["rows"], split)
     log(md)
     return out
 
@@ -151,8 +169,9 @@ def _export(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, *, log: 
 
 
 def run(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
-        export: bool = True, log: Callable = print) -> dict:
-    """The whole job; returns the summary (also written to ``summary.json``)."""
+        export: bool = True, log: Callable = print, config_path: Optional[str] = None) -> dict:
+    """The whole job; returns the summary (also written to ``summary.json``).
+    ``config_path``: the file ``cfg`` was read from, recorded in results.json."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     if evaluate or cfg.train.monitor_every:
@@ -163,7 +182,9 @@ def run(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, evaluate
     summary = {"config": cfg.name, "run_dir": str(run_dir)}
     encoder, summary["pretrain"], labeled = _pretrain(cfg, run_dir, progress=progress, log=log)
     if evaluate:
-        summary.update(_evaluate(cfg, run_dir, encoder, labeled, progress=progress, log=log))
+        origin = provenance(cfg, config_path, summary["pretrain"])
+        summary.update(_evaluate(cfg, run_dir, encoder, labeled, progress=progress, log=log,
+                                 origin=origin))
     if export and cfg.export.enabled:
         summary.update(_export(cfg, run_dir, encoder, log=log))
     summary["seconds"] = time.perf_counter() - t_start

@@ -21,7 +21,7 @@ def default_run_dir(config_path: str, smoke: bool) -> Path:
 #: Config sections that do not change what the checkpoints hold: a run directory
 #: may be run again with other values here (a finished run is then evaluated or
 #: exported again without pretraining again).
-AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke")
+AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke", "expected")
 #: Pretraining settings that change how the run is carried out, not what it
 #: learns (the batches and the updates stay the same): they may differ too.
 HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_every",
