@@ -127,10 +127,17 @@ def is_tune_config(path) -> bool:
     return "stages" in json.loads(Path(path).read_text())
 
 
+def is_selection_file(path) -> bool:
+    """A selection file (``python -m keras_ssl.select``): it has ``variants``."""
+    import json
+
+    return "variants" in json.loads(Path(path).read_text())
+
+
 def experiment_configs() -> list:
     """Every experiment config under configs/ (any depth), sorted: the JSON files that are
-    not tuning configs."""
-    return sorted(p for p in CONFIGS.rglob("*.json") if not is_tune_config(p))
+    neither tuning configs nor selection files."""
+    return sorted(p for p in CONFIGS.rglob("*.json") if not (is_tune_config(p) or is_selection_file(p)))
 
 
 def check_smoke_run(cfg, run_dir, exported: bool = True) -> dict:

@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras_ssl import registry
 from keras_ssl.config import load_config
 from keras_ssl.methods.memory_bank import MemoryBankParams
-from support import CONFIGS, ROOT, check_smoke_run, experiment_configs, is_tune_config
+from support import CONFIGS, ROOT, check_smoke_run, experiment_configs, is_selection_file, is_tune_config
 
 #: config (path under configs/) -> the test that runs its --smoke job with every check
 #: of :func:`support.check_smoke_run` and more (the CLI's output, resume, re-evaluation).
@@ -79,15 +79,21 @@ def test_every_config_file_is_picked_up():
     tuning config or an experiment config whose smoke runs: here or in ELSEWHERE."""
     walked = sorted(Path(d, f) for d, _, files in os.walk(CONFIGS) for f in files if f.endswith(".json"))
     tune = [p for p in walked if is_tune_config(p)]
-    experiments = {_rel(p) for p in walked if p not in tune}
+    selections = [p for p in walked if is_selection_file(p)]
+    experiments = {_rel(p) for p in walked if p not in tune and p not in selections}
     smoked = {p.values[0] for p in SMOKED}
     assert smoked.isdisjoint(ELSEWHERE)
     assert smoked | set(ELSEWHERE) == experiments
-    assert len(smoked) + len(ELSEWHERE) + len(tune) == len(walked)
+    assert len(smoked) + len(ELSEWHERE) + len(tune) + len(selections) == len(walked)
     assert {_rel(p) for p in experiment_configs()} == experiments
     for p in tune:      # a tuning config sweeps a shipped experiment config
         base = (p.parent / json.loads(p.read_text())["base"]).resolve()
         assert _rel(base) in experiments, (p, base)
+    for p in selections:    # a selection file loads (every variant's config, strictly) on a shipped config
+        from keras_ssl.selection import load_selection
+        sel = load_selection(p)
+        assert _rel(sel.base) in experiments, (p, sel.base)
+        assert all(v.config.eval.split == "validation" for v in sel.variants)
 
 
 def test_exceptions_name_real_configs_and_tests():
