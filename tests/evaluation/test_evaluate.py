@@ -1,9 +1,12 @@
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_ssl.config import Component, EvalConfig
+from keras_ssl.data import split_validation
 from keras_ssl.data.core import ImageSet
 from keras_ssl.encoders import build_encoder
 from keras_ssl.encoders.convnet import ConvNetParams
@@ -11,6 +14,7 @@ from keras_ssl.evaluation.classifier import accuracy, mlp_head, train_classifier
 from keras_ssl.evaluation.features import knn_accuracy
 from keras_ssl.evaluation.protocols import evaluate_encoder
 from keras_ssl.evaluation.results import results_markdown
+from keras_ssl.evaluation.subsets import labeled_subset
 from keras_ssl.evaluation.validation import validation_score
 
 
@@ -65,11 +69,98 @@ def test_protocol_rows_and_table(digits):
            [r["values"] for r in res["rows"] if r["protocol"] != "scratch"]
 
 
-def test_validation_score_uses_validation_split(digits):
-    images, labels = digits(300, seed=2)
-    enc = build_encoder(Component("convnet", ConvNetParams(filters=(4,))), (28, 28, 1))
-    s = validation_score(enc, ImageSet(images, labels), validation_images=100, seed=0, labels=100)
-    assert 0.3 < s <= 1.0
+class IdentityEncoder(keras.Model):
+    """Features that name the image: image i carries i in its first pixel and gets row i of
+    ``table`` (distinct random vectors), so its nearest (cosine) neighbour among any set of
+    images is itself when it is in the set, and a known other image otherwise."""
+
+    def __init__(self, table):
+        super().__init__(name="identity")
+        self.table = np.asarray(table, np.float32)
+
+    def call(self, x, training=False):
+        ids = tf.cast(tf.round(x[:, 0, 0, 0] * 255.0), tf.int32)
+        return tf.gather(tf.constant(self.table), ids)
+
+
+def identity_set(n, labels):
+    """n blank images, image i holding i in pixel (0, 0): an ImageSet with ``labels``."""
+    images = np.zeros((n, 28, 28, 1), np.uint8)
+    images[:, 0, 0, 0] = np.arange(n)
+    return ImageSet(images, np.asarray(labels, np.int64))
+
+
+def ids(s: ImageSet) -> np.ndarray:
+    return s.images[:, 0, 0, 0].astype(int)
+
+
+def nearest(table, queries, voters) -> np.ndarray:
+    """For each query id, the voter id of highest cosine similarity (by hand, numpy)."""
+    t = table / np.linalg.norm(table, axis=1, keepdims=True)
+    return voters[np.argmax(t[queries] @ t[voters].T, axis=1)]
+
+
+def test_validation_score_scores_exactly_the_validation_split():
+    """kNN (k=1) on features that name the image: each validation image of the seeded split
+    (split_validation, same seed) is rigged to be right exactly when its own label is that of
+    its nearest voter of the labeled subset drawn from the rest. The score is then exactly the
+    number of rigged-right images / the split's size: every one of the split's images is
+    scored, and nothing else (an image outside the split scored, or a validation image voting
+    for itself, would change the count)."""
+    n, n_val, n_labels, seed = 200, 40, 40, 0
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((n, 8))
+    train = identity_set(n, rng.integers(0, 4, n))
+    pool, val = split_validation(train, n_val, seed)
+    assert len(val) == n_val and not set(ids(pool)) & set(ids(val))
+    sub = labeled_subset(pool, n_labels, seed, size=n_labels)      # the voters, from the pool
+    assert set(ids(sub)) <= set(ids(pool))
+    voted = train.labels[nearest(table, ids(val), ids(sub))]        # the 1-NN prediction per image
+    right = 13
+    labels = train.labels.copy()
+    labels[ids(val)] = np.where(np.arange(n_val) < right, voted, (voted + 1) % 4)
+    rigged = ImageSet(train.images, labels)
+    assert np.array_equal(labels[ids(pool)], train.labels[ids(pool)])   # pool labels: voters unchanged
+    enc = IdentityEncoder(table)
+    score = validation_score(enc, rigged, validation_images=n_val, seed=seed, labels=n_labels, knn_k=1)
+    assert score == right / n_val
+    # A validation image voting for itself would be right: all of them right then.
+    self_vote = np.mean(labels[ids(val)] == labels[nearest(table, ids(val), np.union1d(ids(sub), ids(val)))])
+    assert self_vote == 1.0
+    # One more validation image made right moves the score by exactly one image.
+    one_more = labels.copy()
+    one_more[ids(val)[right]] = voted[right]
+    assert validation_score(enc, ImageSet(train.images, one_more), validation_images=n_val, seed=seed,
+                            labels=n_labels, knn_k=1) == (right + 1) / n_val
+    # Another seed carves another split (and the rigging no longer lines up).
+    assert validation_score(enc, rigged, validation_images=n_val, seed=seed + 1, labels=n_labels,
+                            knn_k=1) != score
+    # Same arguments, same score.
+    assert validation_score(enc, rigged, validation_images=n_val, seed=seed, labels=n_labels,
+                            knn_k=1) == score
+
+
+def test_validation_score_votes_come_from_outside_the_split():
+    """The validation images have a class of their own (4) that no image of the pool has:
+    with features that name the image and k=1, a validation image among the voters would be
+    its own nearest neighbour and score (1.0 by hand below). The score is 0.0, with a subset of
+    the pool voting and with every pool image voting."""
+    n, n_val, seed = 120, 24, 3
+    rng = np.random.default_rng(1)
+    table = rng.standard_normal((n, 8))
+    blank = identity_set(n, np.zeros(n))
+    pool, val = split_validation(blank, n_val, seed)
+    labels = np.zeros(n, np.int64)
+    labels[ids(pool)] = np.arange(len(pool)) % 4                     # 24 per class: balanced
+    labels[ids(val)] = 4
+    train = identity_set(n, labels)
+    enc = IdentityEncoder(table)
+    for n_labels in (20, len(pool)):                                 # a subset, or the whole pool
+        assert validation_score(enc, train, validation_images=n_val, seed=seed, labels=n_labels,
+                                knn_k=1) == 0.0
+    # The control, by hand: were the validation images among the voters, each would find itself.
+    voters = np.union1d(ids(pool), ids(val))
+    assert np.all(labels[nearest(table, ids(val), voters)] == 4)
 
 
 def test_three_classes_give_three_output_heads(digits, monkeypatch):
