@@ -130,7 +130,7 @@ def build_dataclass(cls, data, prefix: str, where: str):
         try:
             validate()
         except ValueError as e:
-            raise ConfigError(f"{where}: '{prefix}': {e}") from None
+            raise ConfigError(f"{where}: {e}" if not prefix else f"{where}: '{prefix}': {e}") from None
     return obj
 
 

@@ -162,6 +162,14 @@ class ExperimentConfig:
     smoke: dict = field(default_factory=dict)
     expected: dict = field(default_factory=dict)
 
+    def validate(self):
+        """A non-empty ``expected`` must parse (its errors name the dotted key; the file is
+        named by ``build_dataclass``, which turns them into ConfigError)."""
+        if self.expected:
+            from keras_ssl.evaluation.expected import parse_expected   # imports keras_ssl.config
+
+            parse_expected(self.expected, "")
+
 
 #: Overrides applied by ``--smoke``: the same pipeline on tiny data, a few steps.
 SMOKE_OVERRIDES: dict[str, Any] = {
@@ -170,4 +178,7 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "train.log_every": 4, "train.sample_examples": 2,
     "eval.label_counts": [20, 50], "eval.seeds": [0], "eval.head_steps": 20,
     "eval.scratch_steps": 20, "eval.linear_probe_steps": 20, "eval.max_test_images": 200,
+    # The full run's expected results are not the smoke run's; a config's own "smoke"
+    # section may state what its smoke run gives.
+    "expected": {},
 }

@@ -1,10 +1,13 @@
-"""One comparison table of finished runs: ``python -m keras_ssl.compare``.
+"""One comparison table of finished runs, and the check of a run against its expected results.
 
-    python -m keras_ssl.compare runs/* [--out DIR] [--protocol frozen_mlp] [--skip-missing]
+    python -m keras_ssl.compare runs/* [--out DIR] [--protocol frozen_mlp] [--split test]
+                                       [--skip-missing] [--no-thesis]
+    python -m keras_ssl.compare runs/* --check [--out DIR]
 
-Reads ``results.json`` (and, when present, ``summary.json`` and
-``pretext.json``) of every run directory and writes, under ``--out``
-(default ``comparison/``):
+Reads ``results.json`` (``--split validation``: ``results_validation.json``, the
+scores on the validation split; the tables' titles say which) and, when present,
+``summary.json`` and ``pretext.json`` of every run directory and writes, under
+``--out`` (default ``comparison/``):
 
 - ``comparison.md``: rows = runs (named by their config), columns = label
   counts, cells = mean ± std over seeds of the chosen protocol (default
@@ -16,10 +19,24 @@ Reads ``results.json`` (and, when present, ``summary.json`` and
   Hamming distances) and the accuracy at the smallest label count; a third
   compares every run with from-scratch seed by seed (a seed draws the same
   labeled subset in every run, so the paired difference leaves out the luck
-  of the subset): mean difference ± standard error and seeds won;
+  of the subset): mean difference ± standard error and seeds won. A run is
+  paired with its own from-scratch rows, else with another run's, but only
+  when the two provably drew the same subsets (:mod:`.pairing`: same
+  ``eval_dataset``, ``validation_seed``, ``validation_images``, ``labeled_pool``,
+  ``split`` and ``test_images`` in results.json's ``protocol``) and on the seeds
+  both measured; every pair refused is listed under the table with the first
+  field that differs (and printed);
 - ``comparison.csv``: the first table, one column per (label count, mean/std/n);
 - ``comparison.png``: accuracy against label count (log x axis), error bars
   = std over seeds, thesis rows dashed.
+
+``--check`` compares every run with the ``expected`` results of its resolved
+config (``RUN/config.json``; :mod:`.expected`), read from ``results.json`` or,
+when ``expected.split`` is ``"validation"``, ``results_validation.json``; it
+prints ``RUN: OK`` or one line per failing row prefixed with the run directory,
+and exits 1 if a run fails, 2 if a run cannot be checked (no ``expected`` in its
+config.json, no results file), else 0. It writes no file unless ``--out`` is given
+(then the comparison too).
 
 Nothing here knows about particular methods: every run is read the same way.
 """
@@ -28,13 +45,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Optional
 
+from keras_ssl.evaluation.expected import check_run_dirs
+from keras_ssl.evaluation.pairing import paired_rows, pairing_refusal, subset_identity  # noqa: F401
 from keras_ssl.evaluation.reference import LABEL_COUNTS, thesis_by_count
-from keras_ssl.evaluation.results import mean_std
+from keras_ssl.evaluation.results import RESULTS_NAMES, mean_std, results_name
 from keras_ssl.files import write_text_atomic
 
 SCRATCH = "scratch"
@@ -58,19 +76,33 @@ def _read_json(path: Path, what: str) -> dict:
         raise CompareError(f"{path}: invalid JSON ({e.msg} at line {e.lineno}); {what}") from None
 
 
-def load_run(run_dir) -> dict:
-    """The comparable facts of one run; CompareError when it has no results."""
+def _read_results(run_dir: Path, split: str) -> tuple[Path, dict]:
+    """(path, document) of the run's results on ``split``: results.json (test) or
+    results_validation.json; CompareError when it is missing or not a results document."""
+    res_path = run_dir / f"{results_name(split)}.json"
+    if not res_path.is_file():
+        how = ("finish it with the same python -m keras_ssl.train command" if split == "test" else
+               "evaluate it on the validation split: the same python -m keras_ssl.train command "
+               "with --set eval.split=validation")
+        raise CompareError(f"{run_dir}: no {res_path.name} (the run has not finished its evaluation on "
+                           f"the {split} split, or ran with --skip-eval); {how}, or leave it out / "
+                           f"pass --skip-missing")
+    results = _read_json(res_path, "rerun the evaluation")
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise CompareError(f"{res_path}: no 'rows' list: not a {res_path.name} written by keras_ssl.train")
+    return res_path, results
+
+
+def load_run(run_dir, split: str = "test") -> dict:
+    """The comparable facts of one run on ``split`` ("test": results.json, "validation":
+    results_validation.json); CompareError when it has no such results."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CompareError(f"{run_dir}: not a directory")
-    res_path = run_dir / "results.json"
-    if not res_path.is_file():
-        raise CompareError(f"{run_dir}: no results.json (the run has not finished its evaluation, or "
-                           f"ran with --skip-eval); finish it with the same python -m keras_ssl.train "
-                           f"command, or leave it out / pass --skip-missing")
-    results = _read_json(res_path, "rerun the evaluation")
-    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
-        raise CompareError(f"{res_path}: no 'rows' list: not a results.json written by keras_ssl.train")
+    res_path, results = _read_results(run_dir, split)
+    if results.get("split", "test") != split:
+        raise CompareError(f"{res_path}: scored on the {results.get('split')!r} split, not {split!r} "
+                           f"as its name says")
     run = {"dir": str(run_dir), "name": results.get("config") or run_dir.name,
            "rows": results["rows"], "pretrain": results.get("pretrain", {}),
            "protocol": results.get("protocol", {}), "summary": {}, "pretext": {}}
@@ -135,54 +167,6 @@ def _fmt(cell: Optional[dict]) -> str:
     return "-" if cell is None else mean_std(cell["mean"], cell["std"], cell["n"])
 
 
-def _by_seed(run: dict, protocol: str) -> dict:
-    """label count -> {seed: accuracy} of one protocol's rows (seeds from the run's protocol)."""
-    out = {}
-    for n, r in _cells(run["rows"], protocol).items():
-        values = r.get("values") or []
-        seeds = run["protocol"].get("seeds") or list(range(len(values)))
-        if len(seeds) == len(values):
-            out[n] = dict(zip(seeds, values))
-    return out
-
-
-def paired_rows(runs: list[dict], protocol: str, baseline: str = SCRATCH) -> list[dict]:
-    """Per run and label count: the run's accuracy minus ``baseline``'s, seed by seed.
-
-    The baseline is the run's own when it measured one, else the one every
-    other run that measured it agrees on; only runs drawing their subsets from
-    the same labeled pool are paired, and only on the seeds both have.
-    ``cells``: label count -> {diff, se (None for one seed), wins, n}.
-    """
-    def pool(run):
-        return run["protocol"].get("labeled_pool"), run["protocol"].get("validation_images")
-
-    measured = [(pool(run), _by_seed(run, baseline)) for run in runs]
-    measured = [m for m in measured if m[1]]
-    out = []
-    for run in runs:
-        own = _by_seed(run, baseline)
-        if not own:
-            shared = [b for p, b in measured if p == pool(run)]
-            if not shared or any(b != shared[0] for b in shared):
-                continue
-            own = shared[0]
-        cells = {}
-        for n, acc in _by_seed(run, protocol).items():
-            seeds = [s for s in acc if s in own.get(n, {})]
-            if not seeds:
-                continue
-            d = [acc[s] - own[n][s] for s in seeds]
-            mean = sum(d) / len(d)
-            se = (math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
-                  if len(d) > 1 else None)
-            cells[n] = {"diff": mean, "se": se, "wins": sum(x > 0 for x in d), "n": len(d)}
-        if cells:
-            name = _display_name(run, runs)
-            out.append({"name": name, "cells": cells})
-    return out
-
-
 def _fmt_paired(cell: Optional[dict]) -> str:
     if cell is None:
         return "-"
@@ -223,12 +207,18 @@ def _num(v, fmt="{:.3g}"):
     return fmt.format(v) if isinstance(v, (int, float)) else str(v)
 
 
-def markdown(table: dict, pre: list[dict], protocol: str, title: str = "Few-label test accuracy",
-             paired: Optional[list[dict]] = None) -> str:
+def markdown(table: dict, pre: list[dict], protocol: str, title: Optional[str] = None,
+             paired: Optional[list[dict]] = None, split: str = "test",
+             refused: Optional[list[str]] = None) -> str:
+    """comparison.md: the table, the pretext table, the paired table and the pairs refused;
+    ``split``: what the runs were scored on (the titles say it; default title
+    "Few-label <split> accuracy")."""
     counts = table["counts"] or list(LABEL_COUNTS)
-    lines = [f"## {title}", "",
-             f"Protocol `{protocol}` (baseline rows: " + ", ".join(f"`{b}`" for b in BASELINES) + "); mean ± std over seeds; "
-             "thesis rows as published (Torti López 2017).", "",
+    scored = ("" if split == "test" else
+              f"scored on the validation split ({RESULTS_NAMES[split]}.json), the test set not looked at; ")
+    lines = [f"## {title or f'Few-label {split} accuracy'}", "",
+             f"Protocol `{protocol}` (baseline rows: " + ", ".join(f"`{b}`" for b in BASELINES) + "); "
+             f"{scored}mean ± std over seeds; thesis rows as published (Torti López 2017, test accuracy).", "",
              "| run | " + " | ".join(f"{c} labels" for c in counts) + " |",
              "|---|" + "---:|" * len(counts)]
     for row in table["rows"]:
@@ -246,14 +236,20 @@ def markdown(table: dict, pre: list[dict], protocol: str, title: str = "Few-labe
                          f"{_num(p['batch'], '{}')} | {_num(p['seconds'], '{:.0f}')} | "
                          f"{_num(p['examples_per_s'], '{:.0f}')} | {_num(p['final_loss'], '{:.4g}')} | "
                          f"{metrics} | {facts} | {_num(p['accuracy'], '{:.3f}')} |")
+    if paired or refused:
+        lines += ["", f"## Against from scratch, seed by seed ({split} accuracy)", ""]
     if paired:
-        lines += ["", "## Against from scratch, seed by seed", "",
-                  f"`{protocol}` accuracy minus from-scratch's on the same labeled subset (same seed): "
+        lines += [f"`{protocol}` {split} accuracy minus from-scratch's on the same labeled subset (same seed; "
+                  "another run's from-scratch rows, named, only when its subsets are provably the same): "
                   "mean ± standard error over the seeds both measured, (seeds won / seeds).", "",
                   "| run | " + " | ".join(f"{c} labels" for c in counts) + " |",
                   "|---|" + "---:|" * len(counts)]
         for row in paired:
-            lines.append(f"| {row['name']} | " + " | ".join(_fmt_paired(row["cells"].get(c)) for c in counts) + " |")
+            name = row["name"] if row.get("baseline") is None else f"{row['name']} (vs {row['baseline']})"
+            lines.append(f"| {name} | " + " | ".join(_fmt_paired(row["cells"].get(c)) for c in counts) + " |")
+    if refused:
+        lines += ["", "Not paired (the labeled subsets are not provably the same):", ""]
+        lines += [f"- {r}" for r in refused]
     return "\n".join(lines) + "\n"
 
 
@@ -272,7 +268,7 @@ def write_csv(table: dict, path: Path) -> None:
             w.writerow([row["name"], row["source"], row["protocol"]] + vals)
 
 
-def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy") -> None:
+def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy", split: str = "test") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -295,7 +291,7 @@ def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy") 
     ax.set_xticklabels([str(t) for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("labeled training images (log scale)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(f"{split} accuracy")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -305,51 +301,71 @@ def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy") 
 
 
 def compare(run_dirs, out_dir, protocol: str = "frozen_mlp", skip_missing: bool = False,
-            thesis: bool = True, log=print) -> dict:
-    """Write comparison.md/.csv/.png for ``run_dirs`` under ``out_dir``; returns the table."""
+            thesis: bool = True, log=print, split: str = "test") -> dict:
+    """Write comparison.md/.csv/.png for ``run_dirs`` under ``out_dir`` from their results on
+    ``split`` (results.json or results_validation.json); returns the table, the paired rows
+    and the pairs refused (``refused``, also in comparison.md)."""
     if not run_dirs:
         raise CompareError("no run directories given (e.g. python -m keras_ssl.compare runs/*)")
     runs = []
     for d in run_dirs:
         try:
-            runs.append(load_run(d))
+            runs.append(load_run(d, split))
         except CompareError as e:
-            if not skip_missing or Path(d, "results.json").is_file():
+            if not skip_missing or Path(d, f"{results_name(split)}.json").is_file():
                 raise
             log(f"skipped: {e}")
     if not runs:
-        raise CompareError("none of the run directories has a results.json")
+        raise CompareError(f"none of the run directories has a {results_name(split)}.json")
     table = build_table(runs, protocol, thesis)
     pre = pretext_rows(runs, protocol, table["counts"][0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paired = paired_rows(runs, protocol)
-    md = markdown(table, pre, protocol, paired=paired)
+    paired, refused = paired_rows(runs, protocol, SCRATCH, [_display_name(r, runs) for r in runs],
+                                  BASELINES[SCRATCH])
+    md = markdown(table, pre, protocol, paired=paired, split=split, refused=refused)
     write_text_atomic(out / "comparison.md", md)
     write_csv(table, out / "comparison.csv")
-    plot(table, out / "comparison.png")
-    return {"table": table, "pretext": pre, "paired": paired, "markdown": md, "out": str(out)}
+    datasets = {r["protocol"].get("eval_dataset") for r in runs}
+    dataset = f"{datasets.pop()} " if len(datasets) == 1 and None not in datasets else ""
+    plot(table, out / "comparison.png", f"Few-label {dataset}{split} accuracy", split)
+    return {"table": table, "pretext": pre, "paired": paired, "refused": refused, "markdown": md,
+            "out": str(out)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m keras_ssl.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run directories (each with a results.json)")
-    p.add_argument("--out", default="comparison", help="output directory (default: comparison/)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: comparison/; with --check: none, nothing written)")
     p.add_argument("--protocol", default="frozen_mlp",
                    help="evaluation protocol to tabulate: frozen_mlp (default), knn, linear:<layer>")
+    p.add_argument("--split", choices=tuple(RESULTS_NAMES), default="test",
+                   help="results to compare: test (results.json, default) or validation "
+                        "(results_validation.json)")
     p.add_argument("--skip-missing", action="store_true",
-                   help="leave out directories without results.json instead of failing")
+                   help="leave out of the tables directories without the results file instead of failing "
+                        "(--check still reports them)")
     p.add_argument("--no-thesis", action="store_true", help="do not add the thesis's rows")
+    p.add_argument("--check", action="store_true",
+                   help="check each run against the 'expected' of its config.json: exit 1 if one fails, "
+                        "2 if one has no 'expected'; writes nothing unless --out is given")
     args = p.parse_args(argv)
-    try:
-        res = compare(args.runs, args.out, args.protocol, args.skip_missing, not args.no_thesis)
-    except CompareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(res["markdown"])
-    print(f"wrote {res['out']}/comparison.md, comparison.csv, comparison.png")
-    return 0
+    code = 0
+    if not args.check or args.out is not None:
+        try:
+            res = compare(args.runs, args.out or "comparison", args.protocol, args.skip_missing,
+                          not args.no_thesis, split=args.split)
+        except CompareError as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = 2
+        else:
+            print(res["markdown"])
+            print(f"wrote {res['out']}/comparison.md, comparison.csv, comparison.png")
+    if args.check:
+        code = max(code, check_run_dirs(args.runs, err=lambda m: print(m, file=sys.stderr)))
+    return code
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ pretraining, never the test set.
 Contract: :func:`validation_score` carves the seeded validation split off the
 labeled training set (:func:`keras_ssl.data.split_validation`, the same split
 the few-label protocol leaves out), draws ``labels`` stratified images from
-the rest (:mod:`.subsets`), fits a kNN vote or a linear probe on their final
+the rest (:mod:`.subsets`; the whole rest when ``labels`` is at least its size), fits a kNN vote or a linear probe on their final
 features and returns the accuracy on the validation split. The number of
 classes is taken from the training labels. Same arguments, same score.
 """
@@ -33,7 +33,9 @@ def validation_score(encoder: keras.Model, train: ImageSet, *, validation_images
     if len(val) == 0:
         raise ValueError("validation_score needs data.validation_images > 0")
     num_classes = class_count(train.labels)
-    sub = labeled_subset(pool, labels, seed, size=min(labels, len(pool)))
+    # Asked for the whole pool (a small labeled set): all of it votes, whatever its class
+    # balance; a stratified draw of every image would demand equal classes.
+    sub = pool if labels >= len(pool) else labeled_subset(pool, labels, seed)
     tr = encode(encoder, sub.images)[0]
     va = encode(encoder, val.images)[0]
     if kind == "knn":

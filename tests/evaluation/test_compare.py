@@ -87,25 +87,37 @@ def test_clear_error_for_a_run_without_results(tmp_path, capsys):
         C.load_run(unfinished)
 
 
+def _rows(protocol, by_count):
+    return [{"method": protocol, "protocol": protocol, "labels": n, "mean": sum(v) / len(v), "std": 0.0,
+             "values": v} for n, v in by_count.items()]
+
+
+#: What identifies the labeled subsets in a results.json's protocol (keras_ssl/evaluation/pairing.py).
+IDENTITY = {"dataset": "mnist", "eval_dataset": "mnist", "validation_seed": 0, "validation_images": 5000,
+            "labeled_pool": 55000, "split": "test", "test_images": 10000}
+
+
+def paired_run(root, name, seeds, frozen, scratch=None, file="results.json", **protocol):
+    """A run directory whose results.json (``file``) holds ``frozen`` (label count -> values
+    per seed) and ``scratch`` rows; its protocol: :data:`IDENTITY` updated by ``protocol``
+    (a value None: the key left out, as in runs made before it was recorded)."""
+    d = root / name
+    d.mkdir(exist_ok=True)
+    proto = {k: v for k, v in {**IDENTITY, **protocol, "seeds": seeds}.items() if v is not None}
+    r = _rows("frozen_mlp", frozen) + (_rows("scratch", scratch) if scratch else [])
+    (d / file).write_text(json.dumps({"config": name, "rows": r, "protocol": proto,
+                                      "split": proto.get("split", "test")}))
+    return d
+
+
 def test_paired_difference_against_from_scratch_seed_by_seed(tmp_path):
-    def rows(protocol, by_count):
-        return [{"method": protocol, "protocol": protocol, "labels": n, "mean": sum(v) / len(v), "std": 0.0,
-                 "values": v} for n, v in by_count.items()]
-
-    def run(name, seeds, frozen, scratch=None, pool=55000):
-        d = tmp_path / name
-        d.mkdir()
-        r = rows("frozen_mlp", frozen) + (rows("scratch", scratch) if scratch else [])
-        (d / "results.json").write_text(json.dumps({"config": name, "rows": r, "protocol": {
-            "seeds": seeds, "labeled_pool": pool, "validation_images": 5000}}))
-        return d
-
-    base = run("main", [0, 1, 2], {100: [0.80, 0.90, 0.70]}, scratch={100: [0.78, 0.85, 0.72]})
-    ten = run("ten", [0, 1] + list(range(10, 18)), {100: [0.79, 0.86] + [0.5] * 8})   # shares seeds 0, 1
-    other_pool = run("other", [0, 1, 2], {100: [0.9, 0.9, 0.9]}, pool=100)
+    base = paired_run(tmp_path, "main", [0, 1, 2], {100: [0.80, 0.90, 0.70]}, scratch={100: [0.78, 0.85, 0.72]})
+    ten = paired_run(tmp_path, "ten", [0, 1] + list(range(10, 18)), {100: [0.79, 0.86] + [0.5] * 8})  # seeds 0, 1
+    other_pool = paired_run(tmp_path, "other", [0, 1, 2], {100: [0.9, 0.9, 0.9]}, labeled_pool=100)
     res = C.compare([base, ten, other_pool], tmp_path / "o", thesis=False)
     paired = {r["name"]: r["cells"][100] for r in res["paired"]}
     assert set(paired) == {"main", "ten"}                                 # a different pool is not paired
+    assert [r["baseline"] for r in res["paired"]] == [None, "main"]       # its own; main's
     main = paired["main"]                                                 # d = +0.02, +0.05, -0.02
     assert main["n"] == 3 and main["wins"] == 2
     assert main["diff"] == pytest.approx(0.05 / 3)
@@ -113,4 +125,79 @@ def test_paired_difference_against_from_scratch_seed_by_seed(tmp_path):
                                         + (-0.02 - 0.05 / 3) ** 2) ** 0.5 / (2 * 3) ** 0.5)
     assert paired["ten"]["n"] == 2 and paired["ten"]["diff"] == pytest.approx(0.01)
     md = res["markdown"]
-    assert "## Against from scratch, seed by seed" in md and "| main | +0.017 ± 0.020 (2/3) |" in md
+    assert "## Against from scratch, seed by seed (test accuracy)" in md and "| main | +0.017 ± 0.020 (2/3) |" in md
+    assert "| ten (vs main) | +0.010 ± 0.000 (2/2) |" in md
+    assert res["refused"] == ["other: not paired with from scratch of main: labeled_pool differs: "
+                              "100 in other, 55000 in main"]
+    assert md.endswith("Not paired (the labeled subsets are not provably the same):\n\n- " + res["refused"][0] + "\n")
+
+
+def test_the_same_subset_identity_pairs():
+    a = {**IDENTITY, "seeds": [0, 1, 2], "head_steps": 4000}
+    b = {**IDENTITY, "dataset": "tfds:other", "seeds": [2, 3], "head_steps": 10}   # pretraining, eval settings
+    assert C.subset_identity(a) == C.subset_identity(b) == {k: v for k, v in IDENTITY.items() if k != "dataset"}
+    assert C.pairing_refusal(a, b) is None
+    assert C.pairing_refusal(a, {**b, "seeds": [5]}, ("a", "b")) == (
+        "no seed in common: seeds [0, 1, 2] in a, [5] in b")
+
+
+@pytest.mark.parametrize("key, other", [("eval_dataset", "tfds:svhn_cropped"), ("validation_seed", 1),
+                                        ("validation_images", 1000), ("labeled_pool", 59000),
+                                        ("split", "validation"), ("test_images", 200)])
+def test_each_identity_field_refuses(key, other):
+    why = C.pairing_refusal(IDENTITY, {**IDENTITY, key: other}, ("a", "b"))
+    assert why == f"{key} differs: {IDENTITY[key]!r} in a, {other!r} in b"
+
+
+def test_a_differing_validation_seed_refuses(tmp_path, capsys):
+    base = paired_run(tmp_path, "main", [0, 1], {100: [0.8, 0.9]}, scratch={100: [0.7, 0.8]})
+    seven = paired_run(tmp_path, "seven", [0, 1], {100: [0.8, 0.9]}, validation_seed=7)
+    assert C.main([str(base), str(seven), "--out", str(tmp_path / "o"), "--no-thesis"]) == 0
+    line = "seven: not paired with from scratch of main: validation_seed differs: 7 in seven, 0 in main"
+    assert line in capsys.readouterr().out                                   # printed
+    md = (tmp_path / "o" / "comparison.md").read_text()
+    assert f"- {line}" in md and "| seven" not in md.split("## Against from scratch")[1]
+    assert md.index("| main | +0.100 ± 0.000 (2/2) |") < md.index(line)    # under the paired table
+
+
+def test_a_run_made_before_the_identity_was_recorded_refuses(tmp_path):
+    base = paired_run(tmp_path, "main", [0, 1], {100: [0.8, 0.9]}, scratch={100: [0.7, 0.8]})
+    old = paired_run(tmp_path, "old", [0, 1], {100: [0.8, 0.9]}, validation_seed=None, eval_dataset=None,
+                     dataset=None, split=None, test_images=None)
+    res = C.compare([base, old], tmp_path / "o", thesis=False)
+    assert [r["name"] for r in res["paired"]] == ["main"]
+    assert res["refused"] == ["old: not paired with from scratch of main: old's results.json made before "
+                              "the protocol recorded validation_seed; rerun its evaluation"]
+    # an old run with its own from-scratch rows is still paired with them: one evaluation drew both
+    own = paired_run(tmp_path, "own", [0, 1], {100: [0.8, 0.9]}, scratch={100: [0.7, 0.7]}, validation_seed=None)
+    res = C.compare([own], tmp_path / "o", thesis=False)
+    assert res["refused"] == [] and res["paired"][0]["cells"][100]["diff"] == pytest.approx(0.15)
+
+
+def test_disagreeing_baselines_are_not_paired(tmp_path):
+    a = paired_run(tmp_path, "a", [0], {100: [0.8]}, scratch={100: [0.7]})
+    b = paired_run(tmp_path, "b", [0], {100: [0.8]}, scratch={100: [0.6]})
+    c = paired_run(tmp_path, "c", [0], {100: [0.9]})
+    res = C.compare([a, b, c], tmp_path / "o", thesis=False)
+    assert [r["name"] for r in res["paired"]] == ["a", "b"]
+    assert res["refused"] == ["c: not paired: the from scratch rows of a, b differ on the same subsets "
+                              "(another encoder or budget); compare them by hand"]
+
+
+def test_split_validation_reads_results_validation(tmp_path, capsys):
+    d = paired_run(tmp_path, "run", [0, 1], {100: [0.6, 0.7]}, scratch={100: [0.5, 0.5]})        # test
+    paired_run(tmp_path, "run", [0, 1], {100: [0.9, 0.95]}, scratch={100: [0.8, 0.8]},
+               file="results_validation.json", split="validation")
+    out = tmp_path / "o"
+    assert C.main([str(d), "--split", "validation", "--out", str(out), "--no-thesis"]) == 0
+    md = (out / "comparison.md").read_text()
+    assert md.startswith("## Few-label validation accuracy\n") and "results_validation.json" in md
+    assert "| run | 0.925 ± 0.000 |" in md                                  # the validation numbers
+    assert "## Against from scratch, seed by seed (validation accuracy)" in md and "| run | +0.125" in md
+    res = C.compare([d], out, thesis=False)                                  # default: the test split
+    assert res["markdown"].startswith("## Few-label test accuracy\n")
+    assert res["table"]["rows"][0]["cells"][100]["mean"] == pytest.approx(0.65)
+    missing = paired_run(tmp_path, "testonly", [0], {100: [0.6]})
+    assert C.main([str(missing), "--split", "validation", "--out", str(out)]) == 2
+    assert "testonly: no results_validation.json" in capsys.readouterr().err
+    assert C.main([str(d), str(missing), "--split", "validation", "--skip-missing", "--out", str(out)]) == 0

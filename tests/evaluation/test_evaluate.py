@@ -207,3 +207,21 @@ def test_three_classes_give_three_output_heads(digits, monkeypatch):
     values = {(r["protocol"], r["labels"]): r["values"] for r in res["rows"]}
     assert {(r["protocol"], r["labels"]): r["values"] for r in alone["rows"]} == \
            {k: v for k, v in values.items() if k[0] in ("frozen_mlp", "scratch")}
+
+
+def test_validation_score_on_a_small_unbalanced_pool_uses_all_of_it(digits):
+    """A labeled set whose pool is smaller than the labels asked for (the kNN monitor asks
+    for min(1000, pool)) votes with the whole pool, unbalanced classes and all."""
+    from keras_ssl.data import split_validation
+    from keras_ssl.evaluation.features import encode
+
+    images, _ = digits(150, seed=4)
+    labels = np.repeat([0, 1, 2], [60, 50, 40]).astype(np.int64)
+    train = ImageSet(images, labels)
+    comp = Component("convnet", ConvNetParams(filters=(4, 8)))
+    enc = build_encoder(comp, (28, 28, 1))
+    got = validation_score(enc, train, validation_images=30, seed=0, kind="knn", labels=120, knn_k=5)
+    pool, val = split_validation(train, 30, 0)
+    want = knn_accuracy(encode(enc, pool.images)[0], pool.labels, encode(enc, val.images)[0], val.labels,
+                        5, num_classes=3)
+    assert got == want
