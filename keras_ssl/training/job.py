@@ -155,7 +155,37 @@ def _evaluate(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, labele
     out["evaluate_seconds"] = results["seconds"]
     _write_eval_summaries(run_dir, cfg.train.steps, md, results["rows"], split)
     log(md)
+    if cfg.expected:
+        out["expected_check"] = _check_expected(cfg, results, log)
     return out
+
+
+def _check_expected(cfg: ExperimentConfig, results: dict, log: Callable) -> dict:
+    """The run's results against its config's ``expected`` rows that this run measured
+    (an evaluation narrowed by ``--set`` checks what it scored), logged; returns the
+    summary's ``expected_check``: ``ok``, ``checked``, ``failures``, ``unmeasured``."""
+    import dataclasses
+
+    from keras_ssl.evaluation.expected import check_run, parse_expected
+
+    expected = parse_expected(cfg.expected, "expected")
+    if expected.split != cfg.eval.split:
+        log(f"expected results are for the {expected.split} split; this evaluation scored the "
+            f"{cfg.eval.split} split: not checked")
+        return {"ok": None, "checked": 0, "failures": [], "unmeasured": len(expected.rows)}
+    measured = {(r["protocol"], int(r["labels"])) for r in results["rows"]}
+    rows = tuple(r for r in expected.rows if (r.protocol, r.labels) in measured)
+    unmeasured = len(expected.rows) - len(rows)
+    failures = check_run(dataclasses.replace(expected, rows=rows), results) if rows else []
+    skipped = f"; {unmeasured} expected row(s) not measured by this evaluation" if unmeasured else ""
+    if failures:
+        log(f"DIFFERS from the expected results ({expected.source}){skipped}:\n  " + "\n  ".join(failures))
+    elif rows:
+        log(f"all {len(rows)} expected row(s) within tolerance ({expected.source}){skipped}")
+    else:
+        log(f"none of the expected rows was measured by this evaluation ({expected.source})")
+    return {"ok": not failures if rows else None, "checked": len(rows), "failures": failures,
+            "unmeasured": unmeasured}
 
 
 def _export(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, *, log: Callable) -> dict:

@@ -46,6 +46,12 @@ def test_main_config_smoke_end_to_end(tmp_path, capsys):
     assert list((run_dir / "tb" / "pretrain").glob("events.out.tfevents.*"))
     assert "frozen_mlp" in p.stdout
     check_smoke_run(load_config(ROOT / "configs/mnist_egomotion.json", smoke=True), run_dir)
+    # The smoke run reproduces the figures its config's smoke section states (measured once).
+    check = json.loads((run_dir / "summary.json").read_text())["expected_check"]
+    assert check["ok"] is True and check["checked"] == 8 and check["unmeasured"] == 0, check
+    assert "all 8 expected row(s) within tolerance" in p.stdout
+    p_check = run_cli("keras_ssl.compare", str(run_dir), "--check")
+    assert p_check.returncode == 0, p_check.stdout + p_check.stderr[-2000:]
     first_pretrain = json.loads((run_dir / "summary.json").read_text())["pretrain"]
     # Same command again: resumes (nothing left to train) and exports a new version.
     code, err = train_in_process(capsys, *again, "--skip-eval")
