@@ -125,3 +125,17 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
     assert cfg.method.params.embedding == 128 and cfg.method.params.negatives == 4096
     smoke = load_config(CONFIGS / f"{name}.json", smoke=True)
     assert smoke.train.steps <= 8
+
+
+def test_every_experiment_config_states_its_expected_results():
+    """A config states the result it is expected to give (checked by compare --check):
+    the test-split frozen-MLP mean at each label count it evaluates, with its source."""
+    missing = []
+    for path in experiment_configs():
+        cfg = load_config(path)
+        rows = (cfg.expected or {}).get("rows", {}).get("frozen_mlp", {})
+        if not cfg.expected or cfg.expected.get("split", "test") != "test" or not rows:
+            missing.append(_rel(path))
+            continue
+        assert set(map(int, rows)) <= set(cfg.eval.label_counts), (path, sorted(rows))
+    assert not missing, f"configs without expected test results: {missing}"
