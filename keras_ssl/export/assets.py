@@ -6,7 +6,7 @@ import datetime as _dt
 from pathlib import Path
 
 from keras_ssl.export.contract import (BYTES_INPUT, BYTES_SIGNATURE, FEATURES_OUTPUT, IMAGES_INPUT,
-                                       SERVING_SIGNATURE)
+                                       MAX_IMAGE_PIXELS, SERVING_SIGNATURE)
 
 
 def _png_bytes(h: int, w: int, c: int) -> bytes:
@@ -62,8 +62,12 @@ def preprocessing_contract(model_name, version, geometry, outputs_shapes, with_b
     if with_bytes:
         sigs[BYTES_SIGNATURE] = {
             "inputs": {BYTES_INPUT: {"dtype": "string", "shape": [-1],
-                                     "formats": ["png", "jpeg", "gif", "bmp", "webp"]}},
+                                     "formats": ["png", "jpeg", "gif", "bmp", "webp"],
+                                     "max_pixels": MAX_IMAGE_PIXELS}},
             "preprocessing": [
+                f"refuse (INVALID_ARGUMENT, before decoding) an image whose header is not one of "
+                f"the formats or declares more than {MAX_IMAGE_PIXELS} pixels (width x height; "
+                f"GIF: also its frames together)",
                 "tf.io.decode_image(expand_animations=False): first frame",
                 {1: "RGB(A) -> grayscale (ITU-R 601 luma); alpha dropped",
                  3: "grayscale -> RGB (replicated); alpha dropped",

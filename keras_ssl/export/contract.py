@@ -31,6 +31,15 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 PREPROCESSING_FILE = "preprocessing.json"
 CONFIG_FILE = "config.json"
 
+#: The most pixels an encoded image sent to the ``image_bytes`` signature may
+#: declare (width x height; a GIF: also all its frames together, every frame
+#: being decoded). The signature reads the size from the header with TF ops
+#: and refuses a larger image with InvalidArgumentError before decoding it, so
+#: a small file declaring e.g. 30000x30000 pixels cannot force a multi-GB
+#: allocation, in this project's server or in TF Serving. Recorded in
+#: ``preprocessing.json``; a change applies to versions exported after it.
+MAX_IMAGE_PIXELS = 2048 * 2048
+
 
 def validate_model_name(name: str) -> str:
     """``name`` if it is a valid model name; ValueError saying what is allowed otherwise."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from keras_ssl.export.contract import (BYTES_INPUT, BYTES_SIGNATURE, FEATURES_OUTPUT, IMAGES_INPUT,
-                                       SERVING_SIGNATURE)
+                                       MAX_IMAGE_PIXELS, SERVING_SIGNATURE)
+from keras_ssl.export.image_header import check_image_header
 
 
 def input_geometry(encoder) -> tuple[int, int, int]:
@@ -54,10 +55,14 @@ def _flatten(t):
     n = inner.num_elements() if inner.is_fully_defined() else -1
     return tf.reshape(t, [-1, n]) if n != -1 else tf.reshape(t, [tf.shape(t)[0], -1])
 
-def decode_image_bytes(data, height: int, width: int, channels: int):
+def decode_image_bytes(data, height: int, width: int, channels: int,
+                       max_pixels: int = MAX_IMAGE_PIXELS):
     """Decode one encoded image (scalar string) to float32 [H, W, C] in [0, 1].
 
-    Decodes PNG/JPEG/GIF/BMP (first frame only), converts to ``channels``
+    First refuses (InvalidArgumentError, before anything is decoded) an image
+    whose header is not PNG/JPEG/GIF/BMP/WebP or declares more than
+    ``max_pixels`` pixels (:func:`check_image_header`). Decodes it (first
+    frame only), converts to ``channels``
     (1: luminance of RGB; 3: grayscale replicated; 4: RGBA with opaque alpha
     when the file has none), resizes bilinearly to H x W when the size
     differs. Corrupt data raises InvalidArgumentError (a 400 in TF Serving).
@@ -66,6 +71,10 @@ def decode_image_bytes(data, height: int, width: int, channels: int):
 
     if channels not in (1, 3, 4):
         raise ValueError(f"image_bytes supports models with 1, 3 or 4 channels, not {channels}")
+    # The decoder only runs once the header check has passed (a control
+    # dependency: an Assert is not otherwise ordered before a stateless op).
+    with tf.control_dependencies([check_image_header(data, max_pixels)]):
+        data = tf.identity(data)
     # channels=0 keeps the file's own channel count (1 gray, 2 gray+alpha,
     # 3 RGB, 4 RGBA), so a grayscale PNG reaches a grayscale model unchanged.
     img = tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
