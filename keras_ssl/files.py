@@ -23,7 +23,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers that infer
     the format from it, such as ``keras.Model.save``, still work); when the block
     ends without an exception the file there replaces ``path``, otherwise it is
-    removed and ``path`` is left as it was."""
+    removed and ``path`` is left as it was. An OSError of the write (disk full, no
+    permission) names ``path``, not the temporary."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
@@ -31,6 +32,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:   # the bytes on disk before the name points at them
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None or str(e.filename) == str(tmp):
+            e.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

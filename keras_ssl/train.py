@@ -9,7 +9,10 @@ Everything goes under the run directory (default ``runs/<config stem>``):
 and ``summary.json`` (wall times). The same command after an interruption
 resumes from the latest checkpoint. On a finished run, other evaluation or
 export settings (``--set eval.seeds=[0,1,2]``) evaluate or export its encoder
-again without pretraining; a different pretraining config is refused.
+again without pretraining; a different pretraining config is refused. A
+write that fails (disk full, no permission, read-only filesystem) stops the job
+with one line naming the path, the reason and the last good checkpoint, which
+is left intact (exit code 2): the same command resumes once it is fixed.
 """
 from __future__ import annotations
 
@@ -21,6 +24,16 @@ from keras_ssl.cli import add_config_args, config_from_args
 from keras_ssl.config import ConfigError
 from keras_ssl.training.job import run
 from keras_ssl.training.run_dir import default_run_dir
+
+
+def cannot_write_run_file(run_dir: Path, error: OSError):
+    """The RunWriteError of an OSError while the job wrote under ``run_dir``: naming the
+    file (or the run directory itself), the reason and the last good checkpoint."""
+    from keras_ssl.training.errors import cannot_write
+
+    path = Path(error.filename) if error.filename else run_dir
+    target = f"the run directory {run_dir}" if path == run_dir else str(path)
+    return cannot_write(target, path, error, run_dir / "checkpoints")
 
 
 def main(argv=None) -> int:
@@ -39,7 +52,7 @@ def main(argv=None) -> int:
     # TensorFlow's "retracing" warnings there are expected, not a user's concern.
     tf.get_logger().setLevel("ERROR")
     from keras_ssl.data import DataError
-    from keras_ssl.training.errors import Interrupted, TrainingError
+    from keras_ssl.training.errors import Interrupted, RunWriteError, TrainingError
     try:
         run(cfg, run_dir, progress=not args.no_progress, evaluate=not args.skip_eval,
             export=not args.skip_export, config_path=args.config)
@@ -47,9 +60,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:   # the run directory: not writable, not a directory, disk full
-        where = f" ({e.filename})" if e.filename else ""
-        print(f"error: cannot write the run directory {run_dir}: {e.strerror or e}{where}; "
-              f"the last good checkpoint, if any, is in {run_dir / 'checkpoints'}", file=sys.stderr)
+        if not isinstance(e, RunWriteError):   # a failed checkpoint comes as one
+            e = cannot_write_run_file(run_dir, e)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:
         print(f"\nstopped by {e.signal_name} at step {e.step}, checkpoint saved ({e.checkpoint}): run "

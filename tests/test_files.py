@@ -65,3 +65,17 @@ def test_the_temporary_keeps_the_suffix_that_keras_needs(tmp_path):
         assert tmp.suffix == ".keras" and tmp.parent == tmp_path and tmp.name.startswith(".")
         tmp.write_bytes(b"zip")
     assert (tmp_path / "encoder.keras").read_bytes() == b"zip"
+
+
+def test_a_write_that_fails_with_an_oserror_names_the_file_not_its_temporary(tmp_path):
+    import errno
+    import os
+
+    path = tmp_path / "summary.json"
+    write_text_atomic(path, "old\n")
+    with pytest.raises(OSError) as failed:
+        with atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))   # as a full disk says
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(path)
+    assert path.read_text() == "old\n" and [q.name for q in tmp_path.iterdir()] == ["summary.json"]

@@ -24,6 +24,9 @@ class DataConfig:
     - ``max_pretrain_images``: pretrain on the first N images (None: all).
     - ``validation_images``: labeled training images held out (seeded by ``seed``) for
       model selection (kNN monitor, tuning); few-label subsets come from the rest.
+    - ``skip_unreadable``: ``"folder"`` only: leave out files that cannot be read or decoded
+      (their count and the first paths are logged and recorded in ``summary.json``'s
+      ``data``) instead of stopping at the first with an error naming it (the default).
     """
     dataset: str = "mnist"
     path: Optional[str] = None
@@ -33,6 +36,7 @@ class DataConfig:
     eval_dataset: str = "mnist"
     max_pretrain_images: Optional[int] = num(None, 1)
     validation_images: int = num(5000, 0)
+    skip_unreadable: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import importlib.resources
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -21,6 +22,8 @@ class DataError(RuntimeError):
 class ImageSet:
     images: np.ndarray                 # uint8 [N, H, W, C]
     labels: Optional[np.ndarray] = None  # int64 [N] or None
+    #: Paths of the unreadable files left out while loading (``data.skip_unreadable``).
+    skipped: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -116,8 +119,8 @@ def _fit_image(tf, img, size: int, channels: int) -> np.ndarray:
 # Folder of unlabeled images
 # --------------------------------------------------------------------------
 
-def _folder(path: Optional[str], image_size: int, channels: int, limit: Optional[int]) -> ImageSet:
-    import tensorflow as tf
+def _image_files(path: Optional[str]) -> tuple[Path, list[Path]]:
+    """(``data.path``, its PNG/JPEG files, recursively, sorted); DataError if there are none."""
     if not path:
         raise DataError("data.dataset 'folder' needs data.path (a directory of PNG/JPEG images)")
     root = Path(path)
@@ -126,16 +129,53 @@ def _folder(path: Optional[str], image_size: int, channels: int, limit: Optional
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"no PNG/JPEG images under {root}")
-    if limit:
-        files = files[:limit]
-    images = []
+    return root, files
+
+
+def _op_reason(e: Exception) -> str:
+    """The first line of a TensorFlow error, without the ``{{function_node ...}}`` and
+    ``[Op:...]`` around it."""
+    line = (str(e).splitlines() or [type(e).__name__])[0]
+    return re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", line).strip() or type(e).__name__
+
+
+def _decode(tf, p: Path):
+    """The image in file ``p`` (uint8 HWC); DataError naming it if it cannot be read or decoded."""
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read image {p}: {e.strerror or e}") from None
+    try:
+        return tf.io.decode_image(data, channels=0, expand_animations=False)
+    except Exception as e:  # noqa: BLE001 - any decoder failure: a corrupt file
+        raise DataError(f"cannot decode image {p}: {_op_reason(e)}") from None
+
+
+def _folder(path: Optional[str], image_size: int, channels: int, limit: Optional[int],
+            skip_unreadable: bool = False) -> ImageSet:
+    """The first ``limit`` (None: all) readable images under ``path``, in path order. An
+    unreadable or undecodable file raises DataError naming it or, with ``skip_unreadable``,
+    is left out (its path in ``ImageSet.skipped``); then DataError naming the folder if no
+    file is readable."""
+    import tensorflow as tf
+    root, files = _image_files(path)
+    images, skipped, first_error = [], [], None
     for p in files:
+        if limit and len(images) == limit:
+            break
         try:
-            img = tf.io.decode_image(p.read_bytes(), channels=0, expand_animations=False)
-        except Exception as e:
-            raise DataError(f"cannot decode image {p}: {str(e).splitlines()[0]}") from None
+            img = _decode(tf, p)
+        except DataError as e:
+            if not skip_unreadable:
+                raise
+            skipped.append(str(p))
+            first_error = first_error or e
+            continue
         images.append(_fit_image(tf, img, image_size, channels))
-    return ImageSet(np.stack(images), None)
+    if not images:
+        raise DataError(f"no readable image under {root}: all {len(files)} PNG/JPEG files are "
+                        f"unreadable (data.skip_unreadable left them out); the first: {first_error}")
+    return ImageSet(np.stack(images), None, tuple(skipped))
 
 
 # --------------------------------------------------------------------------
@@ -169,11 +209,12 @@ def check_labeled(name: str, image_size: int, channels: int) -> None:
 
 
 def load_pretrain(data_cfg) -> ImageSet:
-    """Unlabeled pretraining images for ``data_cfg`` (a DataConfig); labels dropped."""
+    """Unlabeled pretraining images for ``data_cfg`` (a DataConfig); labels dropped.
+    ``skipped``: the unreadable files of a folder left out (``data.skip_unreadable``)."""
     name = data_cfg.dataset
     if name == "folder":
         imgs = _folder(data_cfg.path, data_cfg.image_size, data_cfg.channels,
-                       data_cfg.max_pretrain_images)
+                       data_cfg.max_pretrain_images, data_cfg.skip_unreadable)
     elif name in ("mnist",) or name.startswith("tfds:"):
         imgs, _ = load_labeled(name, data_cfg.image_size, data_cfg.channels, data_cfg.tfds_data_dir)
     else:
@@ -181,7 +222,7 @@ def load_pretrain(data_cfg) -> ImageSet:
     images = imgs.images
     if data_cfg.max_pretrain_images:
         images = images[: data_cfg.max_pretrain_images]
-    return ImageSet(images, None)
+    return ImageSet(images, None, imgs.skipped)
 
 
 def split_validation(train: ImageSet, n_val: int, seed: int) -> tuple[ImageSet, ImageSet]:

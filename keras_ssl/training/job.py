@@ -6,7 +6,10 @@ finished run, other evaluation or export settings evaluate or export its
 encoder again without pretraining; a different pretraining config is refused.
 
 Contract of :func:`run`: ``summary.json`` holds, in this order, ``config``,
-``run_dir``, ``pretrain`` (the trainer's summary; on a finished run, that of
+``run_dir``, ``data`` (the pretraining images: ``images``, and the unreadable
+files that ``data.skip_unreadable`` left out: ``skipped_unreadable``, their
+count, ``skipped_examples``, the first :data:`SKIPPED_EXAMPLES` paths),
+``pretrain`` (the trainer's summary; on a finished run, that of
 the run that trained), with evaluation ``validation`` (when
 ``data.validation_images`` > 0) and ``evaluate_seconds``, with export
 ``export`` (the SavedModel's path), and ``seconds`` (the whole job).
@@ -23,11 +26,14 @@ from keras_ssl.training.run_dir import prepare_run_dir, previous_pretrain
 
 if TYPE_CHECKING:   # the TensorFlow imports wait until a job runs
     import keras
+    import numpy as np
 
     from keras_ssl.data.core import ImageSet
 
 #: (train, test) labeled sets of the evaluation dataset.
 Labeled = tuple["ImageSet", "ImageSet"]
+#: Paths of skipped unreadable files that the log line and ``summary["data"]`` name.
+SKIPPED_EXAMPLES = 10
 
 
 def monitor_labels(cfg: ExperimentConfig, train: ImageSet) -> int:
@@ -65,18 +71,31 @@ def _image_shape(cfg: ExperimentConfig) -> tuple[int, int, int]:
     return (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
 
 
-def _pretrain(cfg: ExperimentConfig, run_dir: Path, *, progress: bool,
+def _pretrain_images(cfg: ExperimentConfig, log: Callable) -> tuple[np.ndarray, dict]:
+    """The pretraining images and the summary's ``data``; the unreadable files left out
+    (``data.skip_unreadable``), if any, are logged in one line."""
+    from keras_ssl.data import load_pretrain
+
+    loaded = load_pretrain(cfg.data)
+    skipped, examples = len(loaded.skipped), list(loaded.skipped[:SKIPPED_EXAMPLES])
+    if skipped:
+        more = f" and {skipped - len(examples)} more" if skipped > len(examples) else ""
+        log(f"skipped {skipped} unreadable image file(s) under {cfg.data.path} "
+            f"(data.skip_unreadable): {', '.join(examples)}{more}")
+    return loaded.images, {"images": len(loaded), "skipped_unreadable": skipped,
+                           "skipped_examples": examples}
+
+
+def _pretrain(cfg: ExperimentConfig, run_dir: Path, images: np.ndarray, *, progress: bool,
               log: Callable) -> tuple[keras.Model, dict, Optional[Labeled]]:
-    """Pretrain (or resume) under ``run_dir``; saves ``encoder.keras``.
+    """Pretrain (or resume) on uint8 ``images`` under ``run_dir``; saves ``encoder.keras``.
 
     Returns (encoder, the pretraining summary, the labeled (train, test) sets
     when the kNN monitor loaded them, else None).
     """
     from keras_ssl import registry
-    from keras_ssl.data import load_pretrain
     from keras_ssl.training.loop import Pretrainer
 
-    images = load_pretrain(cfg.data).images
     pretext = registry.build("pretext", cfg.pretext, _image_shape(cfg))
     pretext.save(run_dir)
     trainer = Pretrainer(cfg, run_dir, pretext, progress=progress, num_images=len(images))
@@ -210,7 +229,8 @@ def run(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, evaluate
         check_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels)
     prepare_run_dir(run_dir, cfg)
     summary = {"config": cfg.name, "run_dir": str(run_dir)}
-    encoder, summary["pretrain"], labeled = _pretrain(cfg, run_dir, progress=progress, log=log)
+    images, summary["data"] = _pretrain_images(cfg, log)
+    encoder, summary["pretrain"], labeled = _pretrain(cfg, run_dir, images, progress=progress, log=log)
     if evaluate:
         origin = provenance(cfg, config_path, summary["pretrain"])
         summary.update(_evaluate(cfg, run_dir, encoder, labeled, progress=progress, log=log,

@@ -5,7 +5,8 @@ Why a custom loop: ``fit`` under MultiWorkerMirroredStrategy fails in Keras
 crosses replicas. The loop runs ``steps_per_execution`` steps per
 ``tf.function`` call (the step itself XLA-compiled on a single device),
 checkpoints every ``checkpoint_every`` steps, resumes from the latest
-checkpoint, stops on a non-finite loss, and writes TensorBoard summaries.
+checkpoint, stops on a non-finite loss or a checkpoint it cannot write (disk
+full, read-only: the last good one stays), and writes TensorBoard summaries.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from keras_ssl import registry
 from keras_ssl.data.pipeline import pretext_batches
 from keras_ssl.encoders import build_encoder
 from keras_ssl.methods.base import DatasetFacts
-from keras_ssl.training.errors import Interrupted, TrainingError
+from keras_ssl.training.errors import Interrupted, TrainingError, cannot_write
 from keras_ssl.training.optimizer import make_optimizer
 from keras_ssl.training.signals import StopRequests
 from keras_ssl.training.strategy import make_strategy
@@ -219,7 +220,7 @@ class Pretrainer:
                     if monitor is not None and t.monitor_every and due(step, n, t.monitor_every, t.steps):
                         summary.setdefault("monitor", []).append(self._monitor(monitor, step, writer, window))
                     if due(step, n, t.checkpoint_every, t.steps) or stop.signum is not None:
-                        self.manager.save(checkpoint_number=step)
+                        self.save(step)
                     if stop.signum is not None and step < t.steps:
                         raise Interrupted(step, stop.signum, self.manager.latest_checkpoint)
             finally:
@@ -227,6 +228,18 @@ class Pretrainer:
                 writer.flush()
         summary.update(seconds=time.perf_counter() - t0, final=last)
         return summary
+
+    def save(self, step: int) -> None:
+        """Checkpoint ``step``. A write that fails (disk full, no permission, read-only
+        filesystem) raises :class:`~keras_ssl.training.errors.RunWriteError` naming the
+        directory, the reason and the last good checkpoint, which it leaves intact:
+        TensorFlow writes the files beside it and names the new one in the state file
+        (replaced atomically) only once they are whole."""
+        try:
+            self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as e:
+            where = self.manager.directory
+            raise cannot_write(f"checkpoint to {where}", where, e, where) from None
 
     def _monitor(self, monitor, step: int, writer, window: LogWindow) -> dict:
         """``{"step": step, **monitor(encoder)}``, its values also written to

@@ -26,7 +26,10 @@ AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke", "expected
 #: learns (the batches and the updates stay the same): they may differ too.
 HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_every",
                 "train.monitor_every", "train.sample_examples",
-                "train.sample_pairs")  # sample_pairs: the name before sample_examples
+                "train.sample_pairs",  # sample_pairs: the name before sample_examples
+                # A run that trained with skip_unreadable off read every file, as it does
+                # with it on; run directories from before the setting have no such key.
+                "data.skip_unreadable")
 
 
 def _pretraining_part(cfg_dict: dict) -> dict:
