@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar
 
-from keras_ssl.export.contract import NAME_RE
+from keras_ssl.export.contract import MAX_IMAGE_PIXELS, NAME_RE
 from keras_ssl.server.manager import ModelManager
 from keras_ssl.server.model_config import (BatchingConfig, ModelConfig, parse_batching_config,
                                            parse_models_config)
@@ -148,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between version polls (0: poll once at start)")
     p.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                    help="limit of a REST body / gRPC message (413 / RESOURCE_EXHAUSTED above)")
-    p.add_argument("--max_image_pixels", type=int, default=4096 * 4096,
-                   help="encoded images with more pixels are refused before decoding")
+    p.add_argument("--max_image_pixels", type=int, default=MAX_IMAGE_PIXELS,
+                   help="encoded images with more pixels are refused before decoding (default: the "
+                        "limit the exported image_bytes signature applies itself, 2048x2048)")
     p.add_argument("--allow_nonfinite", type=_bool_flag, nargs="?", const=True, default=False,
                    help="accept NaN/Infinity in float inputs")
     p.add_argument("--grpc_max_workers", type=int, default=64, help="gRPC handler threads")

@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from keras_ssl.export.contract import MAX_IMAGE_PIXELS
 from keras_ssl.server.errors import invalid
 
 
@@ -114,7 +115,7 @@ def _jpeg_dimensions(data: bytes) -> Optional[tuple[int, int]]:
 class Limits:
     """Per-input limits: pixels of an encoded image, bytes of a tensor, and
     whether NaN / Infinity are accepted in float inputs."""
-    max_image_pixels: int = 4096 * 4096
+    max_image_pixels: int = MAX_IMAGE_PIXELS   # the exported graph's own limit
     max_tensor_bytes: int = 256 * 1024 * 1024
     allow_nonfinite: bool = False
 
