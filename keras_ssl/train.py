@@ -26,16 +26,6 @@ from keras_ssl.training.job import run
 from keras_ssl.training.run_dir import default_run_dir
 
 
-def cannot_write_run_file(run_dir: Path, error: OSError):
-    """The RunWriteError of an OSError while the job wrote under ``run_dir``: naming the
-    file (or the run directory itself), the reason and the last good checkpoint."""
-    from keras_ssl.training.errors import cannot_write
-
-    path = Path(error.filename) if error.filename else run_dir
-    target = f"the run directory {run_dir}" if path == run_dir else str(path)
-    return cannot_write(target, path, error, run_dir / "checkpoints")
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m keras_ssl.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +42,7 @@ def main(argv=None) -> int:
     # TensorFlow's "retracing" warnings there are expected, not a user's concern.
     tf.get_logger().setLevel("ERROR")
     from keras_ssl.data import DataError
-    from keras_ssl.training.errors import Interrupted, RunWriteError, TrainingError
+    from keras_ssl.training.errors import Interrupted, TrainingError, run_write_error
     try:
         run(cfg, run_dir, progress=not args.no_progress, evaluate=not args.skip_eval,
             export=not args.skip_export, config_path=args.config)
@@ -60,9 +50,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:   # the run directory: not writable, not a directory, disk full
-        if not isinstance(e, RunWriteError):   # a failed checkpoint comes as one
-            e = cannot_write_run_file(run_dir, e)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {run_write_error(run_dir, e)}", file=sys.stderr)
         return 2
     except Interrupted as e:
         print(f"\nstopped by {e.signal_name} at step {e.step}, checkpoint saved ({e.checkpoint}): run "

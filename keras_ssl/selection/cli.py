@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     from keras_ssl.data import DataError
-    from keras_ssl.training.errors import Interrupted, TrainingError
+    from keras_ssl.training.errors import Interrupted, TrainingError, run_write_error
     from keras_ssl.training.job import run
 
     root = Path(args.runs_dir) / (sel.name + ("_smoke" if args.smoke else ""))
@@ -76,6 +76,9 @@ def main(argv=None) -> int:
                 run(v.config, run_dir, progress=not args.no_progress, export=False, config_path=str(sel.base))
             except (ConfigError, DataError, TrainingError) as e:
                 print(f"error: variant {v.name!r}: {e}", file=sys.stderr)
+                return 2
+            except OSError as e:   # its run directory: not writable, disk full
+                print(f"error: variant {v.name!r}: {run_write_error(run_dir, e)}", file=sys.stderr)
                 return 2
             except Interrupted as e:
                 print(f"\nstopped by {e.signal_name}: run the same command again to resume", file=sys.stderr)
@@ -98,10 +101,15 @@ def main(argv=None) -> int:
     md = selection_markdown(ranked, {v.name: v.overrides for v in sel.variants},
                             title=f"{sel.name}: choice on the validation split", protocol=sel.protocol,
                             labels=sel.labels, command=command)
-    write_text_atomic(root / "selection.md", md)
-    write_json_atomic(root / "selection.json", {
-        "selection": str(sel.path), "base": str(sel.base), "protocol": sel.protocol,
-        "labels": list(sel.labels), "chosen": ranked[0]["variant"], "ranked": ranked,
-        "overrides": {v.name: v.overrides for v in sel.variants}, "shared": sel.shared})
+    try:
+        write_text_atomic(root / "selection.md", md)
+        write_json_atomic(root / "selection.json", {
+            "selection": str(sel.path), "base": str(sel.base), "protocol": sel.protocol,
+            "labels": list(sel.labels), "chosen": ranked[0]["variant"], "ranked": ranked,
+            "overrides": {v.name: v.overrides for v in sel.variants}, "shared": sel.shared})
+    except OSError as e:
+        print(f"error: cannot write {e.filename or root}: {e.strerror or e}; every variant's results "
+              f"are kept: fix that and run the same command to write the table", file=sys.stderr)
+        return 2
     print(md)
     return 0

@@ -99,3 +99,17 @@ def cannot_write(target: str, path, error: BaseException, checkpoints) -> RunWri
         intact, then = f"the last good checkpoint, if any, is in {checkpoints}", "resume"
     return RunWriteError(code, reason, str(path), f"cannot write {target}: {reason}; {intact}; "
                                                   f"{remedy} and run the same command to {then}")
+
+
+def run_write_error(run_dir, error: OSError) -> RunWriteError:
+    """``error`` as the RunWriteError of a write under ``run_dir`` (itself if it is one):
+    naming the file (or the run directory itself), the reason and the last good
+    checkpoint in ``run_dir/checkpoints``."""
+    from pathlib import Path
+
+    if isinstance(error, RunWriteError):
+        return error
+    run_dir = Path(run_dir)
+    path = Path(error.filename) if error.filename else run_dir
+    target = f"the run directory {run_dir}" if path == run_dir else str(path)
+    return cannot_write(target, path, error, run_dir / "checkpoints")

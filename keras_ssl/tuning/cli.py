@@ -98,6 +98,11 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # the sweep directory: not writable, not a directory, disk full
+        print(f"error: cannot write {e.filename or run_dir}: {e.strerror or e}; the finished trials "
+              f"are kept: fix that and run the same command to resume the sweep in {run_dir}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted: run the same command again to resume the sweep in {run_dir}",
               file=sys.stderr)

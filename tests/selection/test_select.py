@@ -114,3 +114,19 @@ def test_select_end_to_end_never_scores_the_test_set(tmp_path):
 def test_select_bad_file_is_one_line(tmp_path):
     r = _select(str(_write(tmp_path, _doc(extra=1))))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "unknown key 'extra'" in r.stderr
+
+
+def test_select_into_a_run_directory_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    """--runs-dir names a file: the variant's run directory cannot be made; one line naming
+    the variant, the directory and the reason, exit code 2, no traceback."""
+    from keras_ssl.selection.cli import main
+
+    path = _write(tmp_path, _doc())
+    blocked = tmp_path / "runs"
+    blocked.write_text("a file where the runs should go")
+    code = main([str(path), "--smoke", "--no-progress", "--runs-dir", str(blocked)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    run_dir = blocked / "sel_smoke" / "a"
+    assert err == (f"error: variant 'a': cannot write the run directory {run_dir}: Not a directory; no "
+                   f"checkpoint had been written yet; fix that and run the same command to start again\n")

@@ -112,3 +112,16 @@ def test_shipped_tune_config_loads():
     assert all(s.trials <= 3 for s in smoke.stages)
     assert all(s.overrides["train.steps"] <= 16 for s in smoke.stages)
     assert smoke.stages[0].overrides["data.max_pretrain_images"] == 512
+
+
+def test_cli_sweep_directory_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    """--run-dir under a file: one line naming the path and the reason, exit code 2."""
+    path = tune_file(tmp_path)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the sweep should go")
+    run = blocked / "sweep"
+    rc = main(["--config", str(path), "--run-dir", str(run), "--smoke", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("error: cannot write ") and "Not a directory" in err, err
+    assert err.endswith(f"run the same command to resume the sweep in {run}\n"), err
