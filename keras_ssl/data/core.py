@@ -11,7 +11,9 @@ from typing import Optional
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: The files a folder dataset reads (what tf.io.decode_image decodes; first frame of a GIF).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_KINDS = "PNG/JPEG/BMP/GIF/WebP"
 
 
 class DataError(RuntimeError):
@@ -120,15 +122,15 @@ def _fit_image(tf, img, size: int, channels: int) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 def _image_files(path: Optional[str]) -> tuple[Path, list[Path]]:
-    """(``data.path``, its PNG/JPEG files, recursively, sorted); DataError if there are none."""
+    """(``data.path``, its image files (:data:`IMAGE_SUFFIXES`), recursively, sorted); DataError if there are none."""
     if not path:
-        raise DataError("data.dataset 'folder' needs data.path (a directory of PNG/JPEG images)")
+        raise DataError("data.dataset 'folder' needs data.path (a directory of " + IMAGE_KINDS + " images)")
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"data.path {root} is not a directory")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise DataError(f"no PNG/JPEG images under {root}")
+        raise DataError(f"no {IMAGE_KINDS} images under {root}")
     return root, files
 
 
@@ -173,7 +175,7 @@ def _folder(path: Optional[str], image_size: int, channels: int, limit: Optional
             continue
         images.append(_fit_image(tf, img, image_size, channels))
     if not images:
-        raise DataError(f"no readable image under {root}: all {len(files)} PNG/JPEG files are "
+        raise DataError(f"no readable image under {root}: all {len(files)} {IMAGE_KINDS} files are "
                         f"unreadable (data.skip_unreadable left them out); the first: {first_error}")
     return ImageSet(np.stack(images), None, tuple(skipped))
 

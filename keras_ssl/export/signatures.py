@@ -77,7 +77,16 @@ def decode_image_bytes(data, height: int, width: int, channels: int,
         data = tf.identity(data)
     # channels=0 keeps the file's own channel count (1 gray, 2 gray+alpha,
     # 3 RGB, 4 RGBA), so a grayscale PNG reaches a grayscale model unchanged.
-    img = tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
+    # TensorFlow decodes WebP to uint8 only (asked for float32 it refuses the file):
+    # decode it so and scale to [0, 1] as the float32 decode does for the others.
+    head = tf.strings.join([tf.strings.substr(data, 0, 12), " " * 12])   # 12 bytes at least
+    is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), "RIFF"),
+                             tf.equal(tf.strings.substr(head, 8, 4), "WEBP"))
+    img = tf.cond(
+        is_webp,
+        lambda: tf.image.convert_image_dtype(
+            tf.io.decode_image(data, channels=0, expand_animations=False), tf.float32),
+        lambda: tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False))
     n = tf.shape(img)[-1]
     has_color = n >= 3
     if channels == 1:

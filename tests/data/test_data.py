@@ -55,10 +55,37 @@ def test_folder_of_images(tmp_path):
     assert s.images.shape == (3, 16, 16, 1) and s.labels is None
 
 
+def test_folder_reads_every_format_it_lists_pixel_for_pixel(tmp_path):
+    """One image per suffix the folder dataset lists (Pillow writes them, losslessly):
+    each is read, in path order, with exactly its pixels (WebP decodes to uint8 too)."""
+    import io
+
+    from PIL import Image
+
+    from keras_ssl.data.core import IMAGE_SUFFIXES
+
+    rng = np.random.default_rng(1)
+    kinds = {".png": "PNG", ".jpg": None, ".jpeg": None, ".bmp": "BMP", ".gif": "GIF", ".webp": "WEBP"}
+    assert set(kinds) == set(IMAGE_SUFFIXES)
+    written = {}
+    for i, (suffix, fmt) in enumerate(sorted(kinds.items())):
+        img = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+        if fmt is None:      # JPEG is lossy: a flat grey survives it exactly
+            img = np.full((16, 16), 128, np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format=fmt or "JPEG", **({"lossless": True} if fmt == "WEBP" else {}))
+        (tmp_path / f"{i}{suffix}").write_bytes(buf.getvalue())
+        written[f"{i}{suffix}"] = img
+    s = load_pretrain(DataConfig(dataset="folder", path=str(tmp_path), image_size=16, channels=1))
+    assert s.images.shape == (len(kinds), 16, 16, 1)
+    for got, name in zip(s.images, sorted(written, key=lambda n: int(n.split(".")[0]))):
+        np.testing.assert_array_equal(got[..., 0], written[name], err_msg=name)
+
+
 def test_folder_errors(tmp_path):
     with pytest.raises(DataError, match="not a directory"):
         load_pretrain(DataConfig(dataset="folder", path=str(tmp_path / "missing")))
-    with pytest.raises(DataError, match="no PNG/JPEG"):
+    with pytest.raises(DataError, match="no PNG/JPEG/BMP/GIF/WebP images"):
         load_pretrain(DataConfig(dataset="folder", path=str(tmp_path)))
     (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DataError, match="bad.png"):

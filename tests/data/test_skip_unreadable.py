@@ -60,7 +60,7 @@ def test_a_folder_of_only_unreadable_files_is_an_error_naming_it(tmp_path):
     (root / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (root / "b.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match=rf"no readable image under {re.escape(str(root))}: all 2 "
-                                        rf"PNG/JPEG files .*a\.png"):
+                                        rf"PNG/JPEG/BMP/GIF/WebP files .*a\.png"):
         load_pretrain(folder(root, skip_unreadable=True))
 
 

@@ -100,6 +100,41 @@ def test_image_bytes_signature(exported):
         fn(image_bytes=tf.constant([b"not an image"]))
 
 
+def _encoded(arr01, fmt: str) -> bytes:
+    """``arr01`` (HxWx1 or HxWx3 in [0, 1]) as ``fmt`` bytes, losslessly (Pillow)."""
+    import io
+
+    from PIL import Image
+
+    pixels = np.round(arr01 * 255).astype(np.uint8)
+    img = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    return buf.getvalue()
+
+
+def test_every_format_the_contract_lists_decodes_to_the_same_pixels(exported):
+    """preprocessing.json's formats, each sent to image_bytes: the features of the
+    same pixels sent as PNG (lossless encodings; WebP is decoded to uint8 by
+    TensorFlow and must still arrive in [0, 1])."""
+    enc, _, path, loaded = exported
+    contract = json.loads((path / "assets.extra/preprocessing.json").read_text())
+    formats = contract["signatures"]["image_bytes"]["inputs"]["image_bytes"]["formats"]
+    assert set(formats) == {"png", "jpeg", "gif", "bmp", "webp"}
+    fn = loaded.signatures["image_bytes"]
+    for channels in (1, 3):
+        x = images(1, channels=channels, seed=channels)[0]
+        want = fn(image_bytes=tf.constant([png(x)]))["features"].numpy()
+        for fmt in sorted(set(formats) - {"png", "jpeg"}):
+            if fmt == "gif" and channels == 3:
+                continue     # a GIF holds 256 colours: not lossless for an RGB image
+            got = fn(image_bytes=tf.constant([_encoded(x, fmt.upper())]))["features"].numpy()
+            np.testing.assert_allclose(got, want, atol=1e-3, err_msg=f"{fmt}, {channels} channel(s)")
+    jpeg = tf.io.encode_jpeg(np.round(images(1, channels=3)[0] * 255).astype(np.uint8), quality=100).numpy()
+    near = fn(image_bytes=tf.constant([png(images(1, channels=3)[0])]))["features"].numpy()
+    np.testing.assert_allclose(fn(image_bytes=tf.constant([jpeg]))["features"].numpy(), near, atol=0.05)
+
+
 def test_three_channel_model_converts_grayscale(tmp_path):
     enc = tiny_encoder(channels=3)
     path = ex.export_encoder(enc, tmp_path, "rgb")
