@@ -13,6 +13,10 @@ again without pretraining; a different pretraining config is refused. A
 write that fails (disk full, no permission, read-only filesystem) stops the job
 with one line naming the path, the reason and the last good checkpoint, which
 is left intact (exit code 2): the same command resumes once it is fixed.
+
+On several workers (``TF_CONFIG`` set on each, README "Several machines"), the same
+command runs on every one; a worker that loses another stops with exit code 75 and
+a SIGTERM on any worker stops them all at one step, saved.
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ def main(argv=None) -> int:
     # TensorFlow's "retracing" warnings there are expected, not a user's concern.
     tf.get_logger().setLevel("ERROR")
     from keras_ssl.data import DataError
-    from keras_ssl.training.errors import Interrupted, TrainingError, run_write_error
+    from keras_ssl.training.errors import Interrupted, PeerLost, TrainingError, run_write_error
     try:
         run(cfg, run_dir, progress=not args.no_progress, evaluate=not args.skip_eval,
             export=not args.skip_export, config_path=args.config)
@@ -52,6 +56,9 @@ def main(argv=None) -> int:
     except OSError as e:   # the run directory: not writable, not a directory, disk full
         print(f"error: {run_write_error(run_dir, e)}", file=sys.stderr)
         return 2
+    except PeerLost as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
     except Interrupted as e:
         print(f"\nstopped by {e.signal_name} at step {e.step}, checkpoint saved ({e.checkpoint}): run "
               f"the same command again to resume from there", file=sys.stderr)

@@ -52,8 +52,13 @@ class TrainConfig:
     - ``steps_per_execution``: steps per ``tf.function`` call; the loss check,
       logging, monitor and checkpoints run between calls.
     - ``jit_compile``: XLA-compile the step (single device only).
-    - ``strategy``: ``"auto"`` (mirrored over several GPUs, else default), ``"default"``,
-      ``"mirrored"`` (over ``devices``; empty: every GPU) or ``"multi_worker"`` (TF_CONFIG).
+    - ``strategy``: ``"auto"`` (multi-worker when ``TF_CONFIG`` names several training
+      tasks, else mirrored over several GPUs, else default), ``"default"``,
+      ``"mirrored"`` (over ``devices``; empty: every GPU) or ``"multi_worker"``
+      (MultiWorkerMirroredStrategy, the cluster from ``TF_CONFIG``; ``batch_size`` stays
+      the global batch, split across the workers; training/workers.py).
+    - ``collective_timeout_seconds``: how long a worker waits for the others in one
+      collective operation before it fails (a dead peer must not hang the rest).
     - ``checkpoint_every``, ``log_every``: steps between checkpoints, and between
       TensorBoard scalars (averaged since the last write); both also at the last step.
     - ``monitor_every``: steps between kNN accuracies on the validation split (0: off).
@@ -74,6 +79,7 @@ class TrainConfig:
     jit_compile: bool = False   # XLA on CPU measured 3-5x slower for these convs (README, Performance)
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
     devices: tuple[str, ...] = ()
+    collective_timeout_seconds: float = num(300.0, 0.0, None, lo_open=True)
     checkpoint_every: int = num(2000, 1)
     log_every: int = num(100, 1)
     monitor_every: int = num(0, 0)

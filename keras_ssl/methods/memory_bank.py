@@ -87,6 +87,13 @@ def gather_replicas(x: tf.Tensor) -> tf.Tensor:
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return x
+    devices = tf.distribute.get_strategy().extended.worker_devices
+    if len(devices) == 1:
+        # On this worker's device: a value computed from the input labels alone (the
+        # image indices) has none, and a collective of MultiWorkerMirroredStrategy needs
+        # one (under MirroredStrategy each replica's ops are placed on its device already).
+        with tf.device(devices[0]):
+            x = tf.identity(x)
     return ctx.all_gather(x, axis=0)
 
 

@@ -113,3 +113,36 @@ def run_write_error(run_dir, error: OSError) -> RunWriteError:
     path = Path(error.filename) if error.filename else run_dir
     target = f"the run directory {run_dir}" if path == run_dir else str(path)
     return cannot_write(target, path, error, run_dir / "checkpoints")
+
+
+class PeerLost(RuntimeError):
+    """Another worker of the cluster stopped (killed, crashed, unreachable) during
+    pretraining, so this one cannot go on: its collectives failed instead of waiting
+    (``train.collective_timeout_seconds``). Starting the whole cluster again resumes from
+    the chief's last checkpoint. ``exit_code`` 75 (EX_TEMPFAIL: trying again can work),
+    which ``python -m keras_ssl.cluster`` restarts, unlike a clear stop's 2."""
+
+    exit_code = 75
+
+    def __init__(self, step: int, reason: str, checkpoint: str | None):
+        self.step, self.reason, self.checkpoint = step, reason, checkpoint
+        super().__init__(f"another worker of the cluster stopped during pretraining after step {step} "
+                         f"({reason}); start every worker again to resume from "
+                         f"{checkpoint or 'the start (no checkpoint yet)'}")
+
+
+#: TensorFlow's errors for a collective whose peer is gone.
+PEER_ERRORS = ("UnavailableError", "AbortedError", "DeadlineExceededError", "CancelledError")
+
+
+def peer_lost(step: int, error: BaseException, checkpoint: str | None) -> PeerLost:
+    """The :class:`PeerLost` for a collective's ``error`` after ``step``, its reason the
+    words of the transport (``Connection reset by peer``, ``Socket closed``, the
+    heartbeat timeout) when the message has them."""
+    import re
+
+    text = str(getattr(error, "message", error))
+    found = (re.search(r"aborted by: (.+)", text) or re.search(r'grpc_message:"([^"]+)"', text)
+             or re.search(r"(The following tasks are unhealthy[^\n]*)", text))
+    reason = found.group(1).strip() if found else _tf_line(error)
+    return PeerLost(step, f"{type(error).__name__}: {reason}", checkpoint)

@@ -87,8 +87,11 @@ def _pretrain_images(cfg: ExperimentConfig, log: Callable) -> tuple[np.ndarray, 
 
 
 def _pretrain(cfg: ExperimentConfig, run_dir: Path, images: np.ndarray, *, progress: bool,
-              log: Callable) -> tuple[keras.Model, dict, Optional[Labeled]]:
+              log: Callable, strategy=None, restore_from: Optional[Path] = None,
+              monitor_ok: bool = True) -> tuple[keras.Model, dict, Optional[Labeled]]:
     """Pretrain (or resume) on uint8 ``images`` under ``run_dir``; saves ``encoder.keras``.
+    ``strategy``, ``restore_from``: the Pretrainer's; ``monitor_ok``: False on a worker
+    that is not the chief (the chief alone runs the kNN monitor).
 
     Returns (encoder, the pretraining summary, the labeled (train, test) sets
     when the kNN monitor loaded them, else None).
@@ -98,12 +101,15 @@ def _pretrain(cfg: ExperimentConfig, run_dir: Path, images: np.ndarray, *, progr
 
     pretext = registry.build("pretext", cfg.pretext, _image_shape(cfg))
     pretext.save(run_dir)
-    trainer = Pretrainer(cfg, run_dir, pretext, progress=progress, num_images=len(images))
+    trainer = Pretrainer(cfg, run_dir, pretext, strategy=strategy, progress=progress,
+                         num_images=len(images), restore_from=restore_from)
     log(f"pretraining {cfg.encoder.name} + {cfg.method.name} on {cfg.pretext.name} "
         f"({len(images)} images, {cfg.train.steps} steps of {cfg.train.batch_size}, "
         f"{trainer.strategy.num_replicas_in_sync} replica(s))")
     labeled, monitor = None, None
-    if cfg.train.monitor_every and cfg.data.validation_images:
+    if not monitor_ok:
+        pass
+    elif cfg.train.monitor_every and cfg.data.validation_images:
         labeled = _load_labeled(cfg)
         monitor = knn_monitor(cfg, labeled[0])
     elif cfg.train.monitor_every:
@@ -217,20 +223,62 @@ def _export(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, *, log: 
     return {"export": str(path)}
 
 
+def _load_encoder(run_dir: Path) -> keras.Model:
+    import keras
+
+    import keras_ssl.encoders  # noqa: F401  (registers the custom layers)
+    return keras.models.load_model(run_dir / "encoder.keras")
+
+
+def _run_worker(cfg: ExperimentConfig, run_dir: Path, strategy, me, *, log: Callable) -> dict:
+    """The job of a worker that is not the chief: the same pretraining in step with the
+    others, restored from the chief's checkpoints in ``run_dir``, its own checkpoints and
+    logs in a temporary directory removed at the end; no evaluation, no export (the
+    chief's). Returns its summary (written nowhere)."""
+    import shutil
+    import tempfile
+
+    from keras_ssl.training.run_dir import check_run_dir
+
+    check_run_dir(run_dir, cfg)
+    scratch = Path(tempfile.mkdtemp(prefix=f"keras_ssl-{me.name}-"))
+    try:
+        images, data = _pretrain_images(cfg, log)
+        _, pretrain, _ = _pretrain(cfg, scratch, images, progress=False, log=log, strategy=strategy,
+                                   restore_from=run_dir / "checkpoints", monitor_ok=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log(f"{me.name}: pretraining done; the chief evaluates, exports and writes {run_dir}")
+    return {"config": cfg.name, "run_dir": str(run_dir), "role": me.name, "data": data, "pretrain": pretrain}
+
+
 def run(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, evaluate: bool = True,
         export: bool = True, log: Callable = print, config_path: Optional[str] = None) -> dict:
     """The whole job; returns the summary (also written to ``summary.json``).
     ``config_path``: the file ``cfg`` was read from, recorded in results.json."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
+    # The strategy first: a multi-worker one must be made before any other TensorFlow op.
+    from keras_ssl.training.strategy import make_strategy, multi_worker_role
+    strategy = make_strategy(cfg.train)
+    me = multi_worker_role(strategy)
     if evaluate or cfg.train.monitor_every:
         # Refused now, not after pretraining: the labeled set must fit the encoder's input.
         from keras_ssl.data.core import check_labeled
         check_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels)
+    if not me.is_chief:
+        return _run_worker(cfg, run_dir, strategy, me, log=log)
     prepare_run_dir(run_dir, cfg)
     summary = {"config": cfg.name, "run_dir": str(run_dir)}
+    if me.task_type:
+        summary["workers"] = me.num_workers
     images, summary["data"] = _pretrain_images(cfg, log)
-    encoder, summary["pretrain"], labeled = _pretrain(cfg, run_dir, images, progress=progress, log=log)
+    encoder, summary["pretrain"], labeled = _pretrain(cfg, run_dir, images, progress=progress, log=log,
+                                                      strategy=strategy)
+    if me.task_type:
+        # Evaluated and exported by the chief alone, outside the cluster: the encoder as
+        # saved, whose variables are plain ones, not the strategy's mirrored ones.
+        encoder = _load_encoder(run_dir)
     if evaluate:
         origin = provenance(cfg, config_path, summary["pretrain"])
         summary.update(_evaluate(cfg, run_dir, encoder, labeled, progress=progress, log=log,

@@ -22,8 +22,10 @@ from keras_ssl import registry
 from keras_ssl.data.pipeline import pretext_batches
 from keras_ssl.encoders import build_encoder
 from keras_ssl.methods.base import DatasetFacts
-from keras_ssl.training.errors import Interrupted, TrainingError, cannot_write
+from keras_ssl.training.errors import (PEER_ERRORS, Interrupted, TrainingError, cannot_write, latest_on_disk,
+                                      peer_lost)
 from keras_ssl.training.optimizer import make_optimizer
+from keras_ssl.training.preemption import ClusterStop
 from keras_ssl.training.signals import StopRequests
 from keras_ssl.training.strategy import make_strategy
 
@@ -101,7 +103,10 @@ def random_states(model: keras.Model) -> list:
 class Pretrainer:
     """Builds encoder + method + optimizer in the strategy's scope and trains.
 
-    ``run_dir`` holds ``checkpoints/`` and ``tb/`` (TensorBoard). ``num_images``:
+    ``run_dir`` holds ``checkpoints/`` and ``tb/`` (TensorBoard). ``restore_from``: the
+    checkpoint directory :meth:`restore` reads (default ``run_dir/checkpoints``; a
+    worker that is not the chief writes under a temporary ``run_dir`` and restores
+    from the chief's checkpoints). ``num_images``:
     the number of pretraining images, passed to the method builder as
     ``facts=DatasetFacts(num_images)`` (memory-bank methods need it) and checked
     against the images :meth:`train` gets. Call :meth:`train`; afterwards
@@ -109,8 +114,9 @@ class Pretrainer:
     """
 
     def __init__(self, cfg, run_dir: Path, pretext, strategy=None, progress: bool = True,
-                 num_images: int | None = None):
+                 num_images: int | None = None, restore_from: Path | None = None):
         self.cfg, self.run_dir, self.pretext = cfg, Path(run_dir), pretext
+        self.restore_from = Path(restore_from) if restore_from else self.run_dir / "checkpoints"
         self.facts = DatasetFacts(num_images=None if num_images is None else int(num_images))
         self.strategy = strategy or make_strategy(cfg.train)
         self.progress = progress
@@ -137,12 +143,33 @@ class Pretrainer:
     def _replica_fn(self):
         gb, l2, opt = self.cfg.train.batch_size, self.l2, self.optimizer
 
-        def step(views, labels):
-            return self.method.replica_step(views, labels, opt, gb, l2)
+        multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
-        single = self.strategy.num_replicas_in_sync == 1 and not isinstance(
-            self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        device = self.strategy.extended.worker_devices[0] if multi_worker else None
+
+        def step(views, labels):
+            out = self.method.replica_step(views, labels, opt, gb, l2)
+            if multi_worker:
+                # Summed here (strategy.reduce cannot take one worker's local value), as one
+                # vector placed on this worker's device: a value computed from the labels
+                # alone has no device, and a collective needs one.
+                keys = sorted(out)
+                with tf.device(device):
+                    packed = tf.stack([tf.cast(out[k], tf.float32) for k in keys])
+                packed = tf.distribute.get_replica_context().all_reduce("SUM", packed)
+                out = {k: packed[i] for i, k in enumerate(keys)}
+            return out
+
+        single = self.strategy.num_replicas_in_sync == 1 and not multi_worker
         return tf.function(step, jit_compile=bool(self.cfg.train.jit_compile and single))
+
+    def _summed(self, per_replica):
+        """The sum over replicas of the replica step's outputs (under MultiWorkerMirroredStrategy
+        the step has summed them already: this worker's first local copy)."""
+        strategy = self.strategy
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], per_replica)
+        return strategy.reduce("SUM", per_replica, axis=None)
 
     def _chunk_fn(self, n: int):
         """tf.function running ``n`` steps from the distributed iterator."""
@@ -154,10 +181,10 @@ class Pretrainer:
         @tf.function
         def chunk(iterator):
             views, labels = next(iterator)
-            sums = strategy.reduce("SUM", strategy.run(replica, args=(views, labels)), axis=None)
+            sums = self._summed(strategy.run(replica, args=(views, labels)))
             for _ in tf.range(n - 1):
                 views, labels = next(iterator)
-                out = strategy.reduce("SUM", strategy.run(replica, args=(views, labels)), axis=None)
+                out = self._summed(strategy.run(replica, args=(views, labels)))
                 sums = {k: sums[k] + out[k] for k in sums}
             self.step.assign_add(n)
             return sums
@@ -169,7 +196,10 @@ class Pretrainer:
 
     def restore(self) -> int:
         """Restore the latest checkpoint if any; returns the step reached."""
-        latest = self.manager.latest_checkpoint
+        if self.restore_from == Path(self.manager.directory):
+            latest = self.manager.latest_checkpoint
+        else:
+            latest = tf.train.latest_checkpoint(str(self.restore_from))
         if latest:
             self.ckpt.restore(latest).assert_existing_objects_matched()
         return int(self.step.numpy())
@@ -203,11 +233,20 @@ class Pretrainer:
         window = LogWindow(t.batch_size)
         t0 = time.perf_counter()
         step, last = start, {}
+        multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
         with StopRequests() as stop:   # SIGINT / SIGTERM: finish the step, save, stop
+            # Several workers stop together, at a step they agree on (preemption.py).
+            together = ClusterStop(self.strategy, lambda: stop.signum, self.save,
+                                   lambda: latest_on_disk(self.restore_from)) if multi_worker else None
             try:
                 while step < t.steps:
                     n = min(t.steps_per_execution, t.steps - step)
-                    sums = {k: float(v) for k, v in self._chunk_fn(n)(iterator).items()}
+                    try:
+                        sums = {k: float(v) for k, v in self._chunk_fn(n)(iterator).items()}
+                    except tuple(getattr(tf.errors, e) for e in PEER_ERRORS) as e:
+                        if not multi_worker:
+                            raise
+                        raise peer_lost(step, e, latest_on_disk(self.restore_from)) from None
                     step += n
                     loss = sums["loss"] / (n * t.batch_size)
                     self._check_finite(loss, step - n, step)
@@ -219,11 +258,19 @@ class Pretrainer:
                         write_scalars(writer, step, last)
                     if monitor is not None and t.monitor_every and due(step, n, t.monitor_every, t.steps):
                         summary.setdefault("monitor", []).append(self._monitor(monitor, step, writer, window))
+                    if together is not None:
+                        if due(step, n, t.checkpoint_every, t.steps):
+                            self.save(step)
+                        if step < t.steps:
+                            together.check(step)
+                        continue
                     if due(step, n, t.checkpoint_every, t.steps) or stop.signum is not None:
                         self.save(step)
                     if stop.signum is not None and step < t.steps:
                         raise Interrupted(step, stop.signum, self.manager.latest_checkpoint)
             finally:
+                if together is not None:
+                    together.close()
                 bar.close()
                 writer.flush()
         summary.update(seconds=time.perf_counter() - t0, final=last)

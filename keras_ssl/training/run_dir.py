@@ -26,6 +26,8 @@ AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke", "expected
 #: learns (the batches and the updates stay the same): they may differ too.
 HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_every",
                 "train.monitor_every", "train.sample_examples",
+                # One process or several workers: the same global batches and updates.
+                "train.strategy", "train.collective_timeout_seconds",
                 "train.sample_pairs",  # sample_pairs: the name before sample_examples
                 # A run that trained with skip_unreadable off read every file, as it does
                 # with it on; run directories from before the setting have no such key.
@@ -42,13 +44,21 @@ def _pretraining_part(cfg_dict: dict) -> dict:
 
 
 def prepare_run_dir(run_dir: Path, cfg) -> None:
-    """Create ``run_dir``; refuse to resume checkpoints pretrained with a different config.
+    """Create ``run_dir``; refuse to resume checkpoints pretrained with a different config
+    (:func:`check_run_dir`); write the resolved config as ``config.json``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_dir(run_dir, cfg)
+    write_json_atomic(run_dir / "config.json", json.loads(json.dumps(to_dict(cfg))))
+
+
+def check_run_dir(run_dir: Path, cfg) -> None:
+    """ConfigError if ``run_dir`` holds checkpoints pretrained with a different config;
+    reads only (a worker that is not the chief checks the chief's run directory so).
 
     Only the pretraining part of the config must match (see ``AFTER_PRETRAINING`` and
     ``HOW_NOT_WHAT``):
     ``--set eval.seeds=[0]`` on a finished run re-evaluates its encoder.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.json"
     resolved = json.loads(json.dumps(to_dict(cfg)))
     if saved.is_file() and (run_dir / "checkpoints").is_dir():
@@ -62,7 +72,6 @@ def prepare_run_dir(run_dir: Path, cfg) -> None:
             raise ConfigError(f"{run_dir} holds checkpoints of a run with a different pretraining "
                               f"config (differs in: {', '.join(changed) or 'unreadable'}; see {saved}); "
                               f"pass another --run-dir or remove that directory")
-    write_json_atomic(saved, resolved)
 
 
 def previous_pretrain(run_dir: Path) -> dict:
