@@ -33,6 +33,14 @@ def num(default, lo=None, hi=None, lo_open=False):
 
 
 
+def _describe(tp) -> str:
+    """What a value of annotation ``tp`` is, for an error message."""
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
 def _convert(value, tp, key: str, where: str):
     """Convert a JSON value to annotation ``tp`` or raise ConfigError."""
     origin = typing.get_origin(tp)
@@ -43,7 +51,15 @@ def _convert(value, tp, key: str, where: str):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], key, where)
+        if len(inner) == 1:
+            return _convert(value, inner[0], key, where)
+        for alternative in inner:   # e.g. bool | Literal["auto"]: the first that takes it
+            try:
+                return _convert(value, alternative, key, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: '{key}' must be {' or '.join(_describe(a) for a in inner)}, "
+                          f"got {value!r}")
     if origin is Literal:   # the allowed values are named in the message
         if value not in args:
             raise ConfigError(f"{where}: '{key}' must be one of {list(args)}, got {value!r}")

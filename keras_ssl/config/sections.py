@@ -51,7 +51,19 @@ class TrainConfig:
       ``"cosine"`` (to 0 at ``steps``) or ``"constant"``; ``warmup_steps``: linear warm-up.
     - ``steps_per_execution``: steps per ``tf.function`` call; the loss check,
       logging, monitor and checkpoints run between calls.
-    - ``jit_compile``: XLA-compile the step (single device only).
+    - ``jit_compile``: XLA-compile the step (single device only): ``true``, ``false``, or
+      ``"auto"``: on when a GPU is visible, off on CPU (XLA measured 3-5x slower there for
+      these convolutions: README, Performance).
+    - ``precision``: the Keras dtype policy the encoder and the method's heads are built
+      with: ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"`` (weights stay
+      float32; the layers compute in 16 bits; every network output is cast to float32
+      before the loss, so losses, softmaxes and memory banks are float32; float16 scales
+      the loss dynamically, ``keras.optimizers.LossScaleOptimizer``). The encoder that is
+      evaluated, saved and exported is float32 whatever the training precision.
+    - Larger global batches (more GPUs or workers): ``batch_size`` is the global batch;
+      scale ``learning_rate`` linearly with it (Goyal et al. 2017: k times the batch,
+      k times the rate, with ``warmup_steps`` of a few thousand steps for k >= 8) and
+      divide ``steps`` (and the schedule's step counts) by k to see the same images.
     - ``strategy``: ``"auto"`` (multi-worker when ``TF_CONFIG`` names several training
       tasks, else mirrored over several GPUs, else default), ``"default"``,
       ``"mirrored"`` (over ``devices``; empty: every GPU) or ``"multi_worker"``
@@ -76,7 +88,8 @@ class TrainConfig:
     lr_decay_factor: float = num(0.5, 0.0, 1.0, lo_open=True)
     warmup_steps: int = num(0, 0)
     steps_per_execution: int = num(25, 1)
-    jit_compile: bool = False   # XLA on CPU measured 3-5x slower for these convs (README, Performance)
+    jit_compile: bool | Literal["auto"] = False   # XLA on CPU measured 3-5x slower (README, Performance)
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
     devices: tuple[str, ...] = ()
     collective_timeout_seconds: float = num(300.0, 0.0, None, lo_open=True)

@@ -29,15 +29,21 @@ class LocalResponseNorm(keras.layers.Layer):
         self._band = tf.constant((np.abs(i[:, None] - i[None, :]) <= half).astype(np.float32))
 
     def call(self, x):
+        # In float32 whatever the compute dtype: k + alpha/size * sum is 1 + ~1e-3, which
+        # bfloat16's 8-bit mantissa would round to 1 (the layer would do nothing).
+        dtype = x.dtype
+        x = tf.cast(x, tf.float32)
         c = x.shape[-1]
         sq = tf.reshape(tf.square(x), [-1, c])
         s = self.k + (self.alpha / self.size) * tf.reshape(tf.matmul(sq, self._band), tf.shape(x))
         if self.beta == 0.75:
             r = tf.math.rsqrt(s)
-            return x * r * tf.sqrt(r)
-        if self.beta == 0.5:
-            return x * tf.math.rsqrt(s)
-        return x * tf.pow(s, -self.beta)
+            y = x * r * tf.sqrt(r)
+        elif self.beta == 0.5:
+            y = x * tf.math.rsqrt(s)
+        else:
+            y = x * tf.pow(s, -self.beta)
+        return tf.cast(y, dtype)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "alpha": self.alpha,

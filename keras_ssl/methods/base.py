@@ -21,6 +21,8 @@ from typing import Literal, Optional
 import keras
 import tensorflow as tf
 
+from keras_ssl.training.precision import as_float32, loss_scale
+
 
 @dataclass(frozen=True)
 class DatasetFacts:
@@ -115,18 +117,23 @@ class Method(keras.Model):
         Returns per-replica sums of the loss and each metric.
         """
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        scale = loss_scale(optimizer)   # mixed_float16: the loss, so the gradients, are scaled
         with tf.GradientTape() as tape:
-            outputs = self(views, training=True)
+            # float32 from here on, whatever the layers computed in (train.precision).
+            outputs = as_float32(self(views, training=True))
             loss, metrics = self.per_example(outputs, labels)
             total = tf.reduce_sum(loss) / global_batch_size
+            if scale is not None:
+                total = optimizer.scale_loss(total)
         variables = self.trainable_variables
         grads = tape.gradient(total, variables)
         if l2:
             # d/dw of 0.5 * l2 * |w|^2 added to the gradient directly: the same
             # update as differentiating the loss term, measured faster end to end.
-            # Divided by the replica count: optimizers sum gradients across replicas.
+            # Divided by the replica count: optimizers sum gradients across replicas;
+            # times the loss scale, which the optimizer divides every gradient by.
             decayed = {id(w) for w in self.decayed_weights()}
-            coef = l2 / replicas
+            coef = l2 / replicas if scale is None else (l2 / replicas) * tf.convert_to_tensor(scale)
             grads = [g + coef * tf.convert_to_tensor(w) if (g is not None and id(w) in decayed) else g
                      for g, w in zip(grads, variables)]
         optimizer.apply_gradients(zip(grads, variables))
@@ -140,7 +147,7 @@ class Method(keras.Model):
         return None
 
     def eval_step(self, views, labels):
-        outputs = self(views, training=False)
+        outputs = as_float32(self(views, training=False))
         loss, metrics = self.per_example(outputs, labels)
         return self._sums(loss, metrics)
 

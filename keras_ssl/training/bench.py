@@ -91,7 +91,7 @@ def run(cfg, steps: int, warmup: int, repeats: int) -> dict:
         alone, cpu_ms = _pipeline_alone(ds, steps, t.batch_size)
     return {"config": cfg.name, "encoder": cfg.encoder.name, "pretext": cfg.pretext.name,
             "method": cfg.method.name, "batch": t.batch_size, "views": len(pretext.view_names),
-            "steps_per_execution": t.steps_per_execution, "jit_compile": t.jit_compile,
+            "steps_per_execution": t.steps_per_execution, "jit_compile": t.jit_compile, "precision": t.precision,
             "replicas": trainer.strategy.num_replicas_in_sync, "timed_steps": steps,
             "repeats": repeats, "examples_per_s": round(e2e, 1), "examples_per_s_synthetic": round(syn, 1),
             "pipeline_ratio": round(e2e / syn, 3), "pipeline_alone_per_s": round(alone, 1),

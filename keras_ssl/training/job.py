@@ -120,7 +120,7 @@ def _pretrain(cfg: ExperimentConfig, run_dir: Path, images: np.ndarray, *, progr
         previous = previous_pretrain(run_dir)
         if previous:
             summary = {**previous, "resumed_finished": True}
-    encoder = trainer.encoder
+    encoder = trainer.float32_encoder()   # float32 whatever train.precision
     with atomic_path(run_dir / "encoder.keras") as tmp:
         encoder.save(tmp)
     return encoder, summary, labeled

@@ -26,6 +26,7 @@ from keras_ssl.training.errors import (PEER_ERRORS, Interrupted, TrainingError, 
                                       peer_lost)
 from keras_ssl.training.optimizer import make_optimizer
 from keras_ssl.training.preemption import ClusterStop
+from keras_ssl.training.precision import dtype_policy, float32_copy, inner_optimizer, resolve_jit, wrap_optimizer
 from keras_ssl.training.signals import StopRequests
 from keras_ssl.training.strategy import make_strategy
 
@@ -124,9 +125,11 @@ class Pretrainer:
         shape = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
         with self.strategy.scope():
             keras.utils.set_random_seed(cfg.seed)
-            self.encoder = build_encoder(cfg.encoder, shape)
-            self.method = registry.build("method", cfg.method, self.encoder, pretext, facts=self.facts)
+            with dtype_policy(t.precision):   # weights float32; layers compute in t.precision
+                self.encoder = build_encoder(cfg.encoder, shape)
+                self.method = registry.build("method", cfg.method, self.encoder, pretext, facts=self.facts)
             self.optimizer, self.l2 = make_optimizer(t)
+            self.optimizer = wrap_optimizer(self.optimizer, t.precision)
             self.optimizer.build(self.method.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # Everything that decides the next step: weights (and memory banks), optimizer
@@ -161,7 +164,7 @@ class Pretrainer:
             return out
 
         single = self.strategy.num_replicas_in_sync == 1 and not multi_worker
-        return tf.function(step, jit_compile=bool(self.cfg.train.jit_compile and single))
+        return tf.function(step, jit_compile=resolve_jit(self.cfg.train.jit_compile) and single)
 
     def _summed(self, per_replica):
         """The sum over replicas of the replica step's outputs (under MultiWorkerMirroredStrategy
@@ -254,7 +257,7 @@ class Pretrainer:
                     bar.update(n)
                     bar.set_postfix(loss=f"{loss:.3f}")
                     if due(step, n, t.log_every, t.steps):
-                        last = window.close(float(self.optimizer.learning_rate))
+                        last = window.close(float(inner_optimizer(self.optimizer).learning_rate))
                         write_scalars(writer, step, last)
                     if monitor is not None and t.monitor_every and due(step, n, t.monitor_every, t.steps):
                         summary.setdefault("monitor", []).append(self._monitor(monitor, step, writer, window))
@@ -276,6 +279,13 @@ class Pretrainer:
         summary.update(seconds=time.perf_counter() - t0, final=last)
         return summary
 
+    def float32_encoder(self) -> keras.Model:
+        """The encoder as it leaves pretraining: ``self.encoder`` when it computes in
+        float32, else a float32 copy of the same architecture holding its weights
+        (what is evaluated, saved and exported, whatever ``train.precision``)."""
+        shape = (self.cfg.data.image_size, self.cfg.data.image_size, self.cfg.data.channels)
+        return float32_copy(self.encoder, lambda: build_encoder(self.cfg.encoder, shape))
+
     def save(self, step: int) -> None:
         """Checkpoint ``step``. A write that fails (disk full, no permission, read-only
         filesystem) raises :class:`~keras_ssl.training.errors.RunWriteError` naming the
@@ -292,7 +302,7 @@ class Pretrainer:
         """``{"step": step, **monitor(encoder)}``, its values also written to
         TensorBoard; the time it takes is left out of ``window``'s rate."""
         t_mon = time.perf_counter()
-        values = {k: float(v) for k, v in monitor(self.encoder).items()}
+        values = {k: float(v) for k, v in monitor(self.float32_encoder()).items()}
         write_scalars(writer, step, values)
         window.leave_out(time.perf_counter() - t_mon)
         return {"step": step, **values}
