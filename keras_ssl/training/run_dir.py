@@ -34,8 +34,17 @@ HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_e
                 "data.skip_unreadable")
 
 
+#: Pretraining settings added after run directories existed, with the value every run
+#: from before them had: a config.json without the key is read as holding that value.
+ADDED_LATER = {"train.precision": "float32"}
+
+
 def _pretraining_part(cfg_dict: dict) -> dict:
     part = {k: v for k, v in cfg_dict.items() if k not in AFTER_PRETRAINING}
+    for dotted, earlier in ADDED_LATER.items():
+        section, key = dotted.split(".")
+        if isinstance(part.get(section), dict) and key not in part[section]:
+            part[section] = {**part[section], key: earlier}
     for dotted in HOW_NOT_WHAT:
         section, key = dotted.split(".")
         if isinstance(part.get(section), dict) and key in part[section]:

@@ -143,3 +143,22 @@ def test_mixed_precision_under_two_replicas_matches_one_device(tmp_path, digits,
     for a, b, w0 in zip(weights(one), weights(two), before):
         moved = np.abs(a - w0).max()
         np.testing.assert_allclose(a, b, atol=0.1 * moved + 1e-6)
+
+
+def test_a_run_directory_from_before_the_setting_resumes_in_float32_only(tmp_path):
+    """A config.json written before train.precision existed trained in float32: it
+    resumes under float32 and is refused under bfloat16 (what the weights learn changes)."""
+    import json
+
+    from keras_ssl.training.run_dir import prepare_run_dir
+
+    run_dir = tmp_path / "run"
+    prepare_run_dir(run_dir, cfg())
+    (run_dir / "checkpoints").mkdir()
+    old = json.loads((run_dir / "config.json").read_text())
+    del old["train"]["precision"]
+    (run_dir / "config.json").write_text(json.dumps(old))
+    prepare_run_dir(run_dir, cfg())
+    assert json.loads((run_dir / "config.json").read_text())["train"]["precision"] == "float32"
+    with pytest.raises(ConfigError, match="differs in: train"):
+        prepare_run_dir(run_dir, cfg(precision="mixed_bfloat16"))
