@@ -127,12 +127,26 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
     assert smoke.train.steps <= 8
 
 
+#: config (path under configs/) -> why it states no expected results yet: a new config
+#: whose full run has not been measured. It must say so in its "cost" and carry no
+#: "expected"; once measured, it gets its "expected" object and leaves this table.
+NOT_MEASURED = {
+    "mnist_inpainting.json": "the context encoder, added without a full run (2026-12-03)",
+}
+
+
 def test_every_experiment_config_states_its_expected_results():
     """A config states the result it is expected to give (checked by compare --check):
-    the test-split frozen-MLP mean at each label count it evaluates, with its source."""
+    the test-split frozen-MLP mean at each label count it evaluates, with its source;
+    a config of :data:`NOT_MEASURED` states instead that it is not measured yet."""
+    rels = {_rel(p) for p in experiment_configs()}
+    assert set(NOT_MEASURED) <= rels, sorted(set(NOT_MEASURED) - rels)
     missing = []
     for path in experiment_configs():
         cfg = load_config(path)
+        if _rel(path) in NOT_MEASURED:
+            assert not cfg.expected and cfg.cost.lower().startswith("not measured yet"), (path, cfg.cost)
+            continue
         rows = (cfg.expected or {}).get("rows", {}).get("frozen_mlp", {})
         if not cfg.expected or cfg.expected.get("split", "test") != "test" or not rows:
             missing.append(_rel(path))

@@ -51,23 +51,33 @@ class Autoencoder(Method):
         return loss, {"mse": mse}
 
 
+def conv_decoder(features, image_shape, hidden: int, channels: int):
+    """The convolutional decoder of the module docstring: encoder features [B, D]
+    -> pre-sigmoid logits [B, H, W, C] of ``image_shape`` (H, W, C). Layers
+    ``dec_hidden`` (if ``hidden``), ``dec_map``, ``dec_reshape``, ``dec_up1``,
+    ``dec_up2``, ``dec_crop`` (if H or W is not a multiple of 4); shared by the
+    autoencoder and the context encoder (``methods/inpainting.py``)."""
+    h, w, c = image_shape
+    h0, w0 = math.ceil(h / 4), math.ceil(w / 4)
+    x = features
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="dec_hidden")(x)
+    x = keras.layers.Dense(h0 * w0 * channels, activation="relu", name="dec_map")(x)
+    x = keras.layers.Reshape((h0, w0, channels), name="dec_reshape")(x)
+    x = keras.layers.Conv2DTranspose(max(channels // 2, 1), 4, strides=2, padding="same",
+                                     activation="relu", name="dec_up1")(x)
+    x = keras.layers.Conv2DTranspose(c, 4, strides=2, padding="same", name="dec_up2")(x)
+    if 4 * h0 != h or 4 * w0 != w:
+        x = keras.layers.Cropping2D(((0, 4 * h0 - h), (0, 4 * w0 - w)), name="dec_crop")(x)
+    return x
+
+
 @register("method", "autoencoder", AutoencoderParams)
 def build_autoencoder(p: AutoencoderParams, encoder: keras.Model, pretext, *,
                       facts: DatasetFacts = NO_FACTS) -> Autoencoder:
     if len(pretext.view_names) != 1:
         raise ValueError(f"method 'autoencoder' needs a pretext with one view, got {pretext.view_names}")
-    h, w, c = pretext.view_shape
-    h0, w0 = math.ceil(h / 4), math.ceil(w / 4)
     inputs = view_inputs(pretext)
-    x = encoder(inputs[0])
-    if p.hidden:
-        x = keras.layers.Dense(p.hidden, activation="relu", name="dec_hidden")(x)
-    x = keras.layers.Dense(h0 * w0 * p.channels, activation="relu", name="dec_map")(x)
-    x = keras.layers.Reshape((h0, w0, p.channels), name="dec_reshape")(x)
-    x = keras.layers.Conv2DTranspose(max(p.channels // 2, 1), 4, strides=2, padding="same",
-                                     activation="relu", name="dec_up1")(x)
-    x = keras.layers.Conv2DTranspose(c, 4, strides=2, padding="same", name="dec_up2")(x)
-    if 4 * h0 != h or 4 * w0 != w:
-        x = keras.layers.Cropping2D(((0, 4 * h0 - h), (0, 4 * w0 - w)), name="dec_crop")(x)
+    x = conv_decoder(encoder(inputs[0]), pretext.view_shape, p.hidden, p.channels)
     network = keras.Model(inputs, {"reconstruction": x}, name="autoencoder")
     return Autoencoder(encoder, network, p, name="autoencoder")

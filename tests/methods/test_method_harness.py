@@ -50,6 +50,8 @@ CASES = {
                         lambda pre, p: {v: (p.embedding,) for v in pre.view_names}),
     "autoencoder": Case({"name": "reconstruction"}, {"channels": 8},
                         lambda pre, p: {"reconstruction": tuple(pre.view_shape)}),
+    "inpainting": Case({"name": "inpainting", "mask": "random_blocks"}, {"channels": 8},
+                       lambda pre, p: {"reconstruction": tuple(pre.view_shape)}),
     "npid": Case({"name": "augment"}, {"negatives": 16, "embedding": 16},
                  lambda pre, p: {"embedding": (p.embedding,)}),
     # PIRL's jigsaw transform on a 2x2 grid: four tiles, and no 4 s search for 100 permutations
