@@ -1,6 +1,8 @@
-"""Augmented images for instance discrimination (NPID: Wu et al., CVPR 2018).
+"""Augmented images for instance discrimination (NPID: Wu et al., CVPR 2018;
+MoCo: He et al., CVPR 2020).
 
-One view, ``image``: the image under a random affine map about its centre:
+One view, ``image`` (``views: 1``, the default): the image under a random
+affine map about its centre:
 scale in [``min_scale``, ``max_scale``], rotation in
 [-``max_rotation_deg``, ``max_rotation_deg``] degrees, then a shift in
 [-``max_shift_px``, ``max_shift_px``] px on each axis (all uniform,
@@ -9,6 +11,9 @@ resized crops. No classification target: labels are ``index`` (the images'
 dataset indices, which address the memory bank) and ``seed`` (the batch's
 stateless seed on every row, from which memory-bank methods draw their
 negatives identically on every replica). Use with method ``npid``.
+
+``views: 2``: two views, ``image`` and ``image2``, the same image under two
+independent random maps (MoCo's query and key crops). Use with method ``moco``.
 """
 from __future__ import annotations
 
@@ -60,19 +65,36 @@ def bank_labels(index: tf.Tensor, seed: tf.Tensor) -> dict:
     return {"index": tf.cast(index, tf.int64), "seed": tf.tile(tf.cast(seed, tf.int32)[None], [b, 1])}
 
 
+@dataclass(frozen=True)
+class AugmentPretextParams(AugmentParams):
+    """The random affine map (:class:`AugmentParams`) plus ``views``: the number of
+    augmented views of each image, 1 (``image``: NPID) or 2 (``image`` and ``image2``,
+    independent draws: MoCo's two crops)."""
+    views: int = num(1, 1, 2)
+
+
+#: The view names of ``views`` = 1 and 2.
+VIEW_NAMES = {1: ("image",), 2: ("image", "image2")}
+
+
 class AugmentPretext(Pretext):
-    def __init__(self, params: AugmentParams, image_shape):
-        super().__init__(view_names=("image",), view_shape=tuple(image_shape), targets={})
+    def __init__(self, params: AugmentPretextParams, image_shape):
+        super().__init__(view_names=VIEW_NAMES[params.views], view_shape=tuple(image_shape), targets={})
         self.params = params
 
     def __call__(self, images, index, seed):
         s_aug, s_bank = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        return {"image": random_affine(images, s_aug, self.params)}, bank_labels(index, s_bank)
+        if self.params.views == 1:   # one view: the draws NPID's runs were made with
+            return {"image": random_affine(images, s_aug, self.params)}, bank_labels(index, s_bank)
+        seeds = tf.unstack(tf.random.experimental.stateless_split(s_aug, self.params.views))
+        views = {v: random_affine(images, s, self.params) for v, s in zip(self.view_names, seeds)}
+        return views, bank_labels(index, s_bank)
 
     def describe(self, labels, i):
-        return f"image {int(labels['index'][i])} (augmented)"
+        n = self.params.views
+        return f"image {int(labels['index'][i])} ({'augmented' if n == 1 else f'{n} augmented views'})"
 
 
-@register("pretext", "augment", AugmentParams)
-def build_augment(params: AugmentParams, image_shape) -> AugmentPretext:
+@register("pretext", "augment", AugmentPretextParams)
+def build_augment(params: AugmentPretextParams, image_shape) -> AugmentPretext:
     return AugmentPretext(params, image_shape)

@@ -49,3 +49,31 @@ def test_pirl_transform_takes_the_jigsaw_settings(tmp_path):
         small_cfg({"name": "pirl"}, {"name": "pirl", "transform": {"name": "jigsaw", "tiles": 4}})
     with pytest.raises(ConfigError, match="transform must be one of"):
         small_cfg({"name": "pirl"}, {"name": "pirl", "transform": "egomotion"})
+
+
+def test_augment_with_two_views_draws_them_independently():
+    """``views: 2`` (MoCo's query and key crops): two independent affine draws of the same
+    image, stateless; ``views: 1`` keeps the single view NPID's runs were made with."""
+    from keras_ssl.pretext.augment import AugmentPretextParams, build_augment, random_affine
+
+    images = tf.random.stateless_uniform([5, 28, 28, 1], [0, 2])
+    index = tf.range(5, dtype=tf.int64)
+    seed = tf.constant([7, 8], tf.int32)
+    two = build_augment(AugmentPretextParams(views=2), (28, 28, 1))
+    assert two.view_names == ("image", "image2")
+    v, lab = two(images, index, seed)
+    assert tuple(v) == ("image", "image2") and all(v[k].shape == (5, 28, 28, 1) for k in v)
+    assert lab["index"].numpy().tolist() == [0, 1, 2, 3, 4]
+    assert not np.allclose(v["image"], v["image2"])                          # two draws
+    again, _ = two(images, index, seed)
+    np.testing.assert_array_equal(v["image2"], again["image2"])               # stateless
+    # each view is the same affine sampler as the single view, under its own seed
+    s_aug, _ = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    s1, s2 = tf.unstack(tf.random.experimental.stateless_split(s_aug, 2))
+    np.testing.assert_allclose(v["image2"], random_affine(images, s2, two.params), atol=1e-6)
+    one = build_augment(AugmentPretextParams(), (28, 28, 1))
+    assert one.view_names == ("image",)
+    np.testing.assert_allclose(one(images, index, seed)[0]["image"], random_affine(images, s_aug, one.params),
+                               atol=1e-6)
+    with pytest.raises(ConfigError, match="'views' must be"):
+        AugmentPretextParams(views=3)
