@@ -59,6 +59,10 @@ CASES = {
                                                 "tile_px": 8, "permutations": 6}},
                  {"negatives": 16, "embedding": 16},
                  lambda pre, p: {"image": (p.embedding,), "transformed": (p.embedding,)}),
+    # a queue of 20 keys: the 2 steps of 8 keys wrap it
+    "moco": Case({"name": "augment", "views": 2}, {"embedding": 16, "head_hidden": 16, "queue_size": 20,
+                                                   "momentum": 0.9},
+                 lambda pre, p: {"query": (p.embedding,), "key": (p.embedding,)}),
 }
 
 METHODS = registry.names("method")
