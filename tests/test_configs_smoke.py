@@ -37,6 +37,8 @@ SLOW = {
     # trains and logs); the whole job adds only the shared evaluation and export, ~14 s each.
     "mnist_npid.json": "NPID's whole job: method and bank covered by tests/methods, ~14 s",
     "mnist_pirl.json": "PIRL's whole job: method and bank covered by tests/methods, ~14 s",
+    "mnist_moco.json": "MoCo's whole job: method, momentum weights and queue covered by "
+                       "tests/methods (harness; test_moco: queue, momentum update, replicas, resume), ~15 s",
 }
 
 
@@ -72,6 +74,10 @@ def test_config_smoke_run(rel, tmp_path):
     if issubclass(registry.params_class("method", cfg.method.name), MemoryBankParams):
         names = [n for n, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))]
         assert any(n.startswith("method/bank/entries") for n in names)      # the bank is checkpointed
+    if cfg.method.name == "moco":                                          # momentum weights and queue too
+        names = [n for n, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))]
+        assert any(n.startswith("method/momentum_encoder/weights/") for n in names)
+        assert any(n.startswith("method/queue/keys") for n in names)
 
 
 def test_every_config_file_is_picked_up():
@@ -132,6 +138,7 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
     "mnist_inpainting.json": "the context encoder, added without a full run (2026-12-03)",
+    "mnist_moco.json": "MoCo v2, added without a full run (2026-12-03)",
 }
 
 
@@ -153,3 +160,13 @@ def test_every_experiment_config_states_its_expected_results():
             continue
         assert set(map(int, rows)) <= set(cfg.eval.label_counts), (path, sorted(rows))
     assert not missing, f"configs without expected test results: {missing}"
+
+
+def test_moco_config_holds_the_papers_settings():
+    """MoCo v2's settings (momentum 0.999, temperature 0.2, 128-d, an MLP head) on two views."""
+    cfg = load_config(CONFIGS / "mnist_moco.json")
+    p = cfg.method.params
+    assert cfg.method.name == "moco" and cfg.pretext.name == "augment" and cfg.pretext.params.views == 2
+    assert p.momentum == 0.999 and p.temperature == 0.2 and p.embedding == 128 and p.head_hidden > 0
+    assert p.queue_size < 60000 and cfg.train.lr_schedule == "cosine" and cfg.train.monitor_every > 0
+    assert load_config(CONFIGS / "mnist_moco.json", smoke=True).train.steps <= 8
