@@ -39,11 +39,13 @@ enqueue gathers every replica's keys in replica order (``gather_replicas``, the
 order of the global batch), so every replica writes the same rows and one step
 on R replicas equals one step on one device.
 
-Batch norm: the BCNN has none and the head has none (v2's MLP head has no
-batch norm either), so MoCo's shuffled BN is not needed. An encoder with batch
-norm (``convnet`` with ``batch_norm``) computes the key in training mode with
-batch statistics of the replica's own batch (per replica, not shuffled) and the
-query's moving statistics are left as the query step updates them.
+Batch norm: the BCNN has none and by default the head has none (v2's MLP head
+has none either), so MoCo's shuffled BN is not needed and not implemented. An
+encoder with batch norm (``convnet`` with ``batch_norm``), or
+``head_batch_norm``, normalises the key in training mode with the statistics of
+its own batch (per replica for the encoder's layers, synchronised for the
+head's; not shuffled) and leaves the moving statistics as the query's step
+updates them (the key network keeps no statistics of its own).
 
 ``queue_size``: 65536 (both papers) capped by the number of pretraining images
 (``facts.num_images``, when known). Any size works with any batch: the ring
@@ -79,6 +81,11 @@ class MocoParams(Params):
     - ``queue_size``: K keys in the queue (65536), capped by the number of pretraining
       images; any K works with any batch size (the ring buffer wraps).
     - ``queue_seed``: seed of the queue's initial random unit vectors.
+    - ``head_batch_norm``: BatchNormalization before the L2 normalisation (off: the
+      papers' v2 head has none). Statistics synchronised across replicas, **not
+      shuffled**: the query and the key of an image are normalised with statistics
+      of batches holding both, the leak MoCo's shuffled BN removes. The key network
+      uses the statistics of its own batch (training mode).
     """
     embedding: int = num(128, 1)
     head_hidden: int = num(2048, 0)
@@ -86,6 +93,7 @@ class MocoParams(Params):
     temperature: float = num(0.2, 0.0, None, lo_open=True)
     queue_size: int = num(65536, 1)
     queue_seed: int = 0
+    head_batch_norm: bool = False
 
 
 def sync_variable(init, name: str, dtype=None) -> tf.Variable:
@@ -188,12 +196,14 @@ class MocoMethod(Method):
         self.queue.enqueue(outputs["key"])
 
 
-def mlp_head(x, hidden: int, dim: int, name: str):
+def mlp_head(x, hidden: int, dim: int, name: str, batch_norm: bool = False):
     """MoCo v2's head: Dense ``hidden`` + ReLU -> Dense ``dim`` (``hidden`` 0: Dense
-    ``dim`` alone, v1), then L2 normalisation."""
+    ``dim`` alone, v1) [-> BatchNormalization, synchronised], then L2 normalisation."""
     if hidden:
         x = keras.layers.Dense(hidden, activation="relu", name=f"{name}_hidden")(x)
     x = keras.layers.Dense(dim, name=f"{name}_proj")(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(synchronized=True, name=f"{name}_bn")(x)
     return keras.layers.UnitNormalization(axis=-1, name=name)(x)
 
 
@@ -213,6 +223,6 @@ def build_moco(p: MocoParams, encoder: keras.Model, pretext, *,
         raise ValueError(f"method 'moco' needs a pretext with two augmented views of each image, "
                          f"{TWO_VIEWS} (pretext 'augment' with \"views\": 2), got views {pretext.view_names}")
     inp = view_inputs(pretext)[0]
-    query = mlp_head(encoder(inp), p.head_hidden, p.embedding, "query")
+    query = mlp_head(encoder(inp), p.head_hidden, p.embedding, "query", p.head_batch_norm)
     network = keras.Model(inp, query, name="moco_query")
     return MocoMethod(encoder, network, p, queue_length(p, facts), pretext.view_names, name="moco")
