@@ -37,6 +37,10 @@ HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_e
 #: Pretraining settings added after run directories existed, with the value every run
 #: from before them had: a config.json without the key is read as holding that value.
 ADDED_LATER = {"train.precision": "float32"}
+#: The same for a parameter of one registry component: (section, component name, key) ->
+#: the value runs of that component had before it (pretext ``augment``'s ``views``, added
+#: for MoCo: every run before it drew one view).
+COMPONENT_ADDED_LATER = {("pretext", "augment", "views"): 1}
 
 
 def _pretraining_part(cfg_dict: dict) -> dict:
@@ -45,6 +49,10 @@ def _pretraining_part(cfg_dict: dict) -> dict:
         section, key = dotted.split(".")
         if isinstance(part.get(section), dict) and key not in part[section]:
             part[section] = {**part[section], key: earlier}
+    for (section, name, key), earlier in COMPONENT_ADDED_LATER.items():
+        sec = part.get(section)
+        if isinstance(sec, dict) and sec.get("name") == name and key not in sec:
+            part[section] = {**sec, key: earlier}
     for dotted in HOW_NOT_WHAT:
         section, key = dotted.split(".")
         if isinstance(part.get(section), dict) and key in part[section]:

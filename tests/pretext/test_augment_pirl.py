@@ -77,3 +77,26 @@ def test_augment_with_two_views_draws_them_independently():
                                atol=1e-6)
     with pytest.raises(ConfigError, match="'views' must be"):
         AugmentPretextParams(views=3)
+
+
+def test_a_run_directory_from_before_views_resumes_with_one_view(tmp_path):
+    """An NPID run directory written before ``augment`` had ``views`` (its config.json
+    lacks the key) resumes under the current config (views 1, what it drew), not under
+    ``views: 2``; other pretexts get no such key."""
+    from keras_ssl.training.run_dir import check_run_dir, prepare_run_dir
+
+    def run_dir_without_views(name, cfg):
+        run_dir = tmp_path / name
+        prepare_run_dir(run_dir, cfg)
+        (run_dir / "checkpoints").mkdir()
+        old = json.loads((run_dir / "config.json").read_text())
+        assert old["pretext"].pop("views", None) == (1 if cfg.pretext.name == "augment" else None)
+        (run_dir / "config.json").write_text(json.dumps(old))
+        return run_dir
+
+    npid = run_dir_without_views("npid", small_cfg(NPID, AUGMENT))
+    check_run_dir(npid, small_cfg(NPID, AUGMENT))
+    with pytest.raises(ConfigError, match="differs in: pretext"):
+        check_run_dir(npid, small_cfg(NPID, {"name": "augment", "views": 2}))
+    pirl = run_dir_without_views("pirl", small_cfg({"name": "pirl"}, PIRL_ROTATION))
+    check_run_dir(pirl, small_cfg({"name": "pirl"}, PIRL_ROTATION))
