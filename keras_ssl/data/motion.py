@@ -87,6 +87,14 @@ def pair_motion(poses: np.ndarray, pairs: np.ndarray) -> Motion:
     return relative_motion(poses[pairs[:, 0]], poses[pairs[:, 1]])
 
 
+def concat_motion(motions: Seq[Motion]) -> Motion:
+    """The pairs of several sequences' :func:`pair_motion` as one :class:`Motion` (to fit
+    bins on all training sequences at once)."""
+    if not motions:
+        raise ValueError("no motion to concatenate")
+    return Motion(*(np.concatenate([np.ravel(getattr(m, a)) for m in motions]) for a in AXES))
+
+
 # --------------------------------------------------------------------------
 # Pairs
 # --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from keras_ssl.data.motion import (AXES, all_pairs, edges_from_json, edges_to_json, fit_bins,
+from keras_ssl.data.motion import (AXES, all_pairs, concat_motion, edges_from_json, edges_to_json, fit_bins,
                                    fit_motion_bins, motion_matrix, pair_labels, pair_motion,
                                    relative_motion, relative_transform, sample_pairs, to_bins)
 
@@ -203,3 +203,16 @@ def test_the_label_of_a_pair_is_to_bins_of_the_motion_from_the_poses():
     for a, ids in pair_labels(poses, train, edges).items():
         counts = np.bincount(ids, minlength=20)
         assert counts.max() - counts.min() <= 1, a
+
+
+def test_bins_fitted_across_sequences_with_concat_motion():
+    a, b = random_poses(30, 8), random_poses(40, 9)
+    ma = pair_motion(a, sample_pairs(30, 7, n_pairs=100, seed=0))
+    mb = pair_motion(b, sample_pairs(40, 7, n_pairs=60, seed=1))
+    both = concat_motion([ma, mb])
+    assert both.tx.shape == (160,)
+    np.testing.assert_array_equal(both.yaw, np.concatenate([ma.yaw, mb.yaw]))
+    edges = fit_motion_bins(both, bins=8)
+    counts = np.bincount(np.concatenate([pair_labels(a, sample_pairs(30, 7, n_pairs=100, seed=0), edges)["tz"],
+                                         pair_labels(b, sample_pairs(40, 7, n_pairs=60, seed=1), edges)["tz"]]))
+    assert counts.max() - counts.min() <= 1
