@@ -11,6 +11,10 @@ Sources (``data.dataset`` / ``data.eval_dataset`` in the config):
 - ``"tfds:<name>"``: a TensorFlow Datasets builder (online, or prepared under
   ``data.tfds_data_dir``).
 - ``"folder"``: PNG/JPEG/BMP/GIF/WebP files under ``data.path`` (recursively), unlabeled.
+
+Frame sequences with camera poses (KITTI odometry, TUM RGB-D) are indexed, not loaded, by
+:mod:`keras_ssl.data.sequences`; their relative-motion labels come from
+:mod:`keras_ssl.data.motion` (``docs/sequences.md``). Neither is wired to a config yet.
 """
 from __future__ import annotations
 
