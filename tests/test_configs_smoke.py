@@ -137,8 +137,6 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: whose full run has not been measured. It must say so in its "cost" and carry no
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
-    "mnist_inpainting.json": "the context encoder, added without a full run (2026-12-03)",
-    "mnist_moco.json": "MoCo v2, added without a full run (2026-12-03)",
 }
 
 

@@ -2,7 +2,7 @@
 
     python -m keras_ssl.compare runs/* [--out DIR] [--protocol frozen_mlp] [--split test]
                                        [--skip-missing] [--no-thesis]
-    python -m keras_ssl.compare runs/* --check [--out DIR]
+    python -m keras_ssl.compare runs/* --check [--out DIR] [--expected configs/NAME.json]
 
 Reads ``results.json`` (``--split validation``: ``results_validation.json``, the
 scores on the validation split; the tables' titles say which) and, when present,
@@ -351,7 +351,12 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true",
                    help="check each run against the 'expected' of its config.json: exit 1 if one fails, "
                         "2 if one has no 'expected'; writes nothing unless --out is given")
+    p.add_argument("--expected", metavar="CONFIG", default=None,
+                   help="with --check: read the expected results from this config file instead of each "
+                        "run's config.json (a run made before its config stated its results)")
     args = p.parse_args(argv)
+    if args.expected is not None and not args.check:
+        p.error("--expected is used with --check")
     code = 0
     if not args.check or args.out is not None:
         try:
@@ -364,7 +369,8 @@ def main(argv=None) -> int:
             print(res["markdown"])
             print(f"wrote {res['out']}/comparison.md, comparison.csv, comparison.png")
     if args.check:
-        code = max(code, check_run_dirs(args.runs, err=lambda m: print(m, file=sys.stderr)))
+        code = max(code, check_run_dirs(args.runs, err=lambda m: print(m, file=sys.stderr),
+                                           expected_config=args.expected))
     return code
 
 

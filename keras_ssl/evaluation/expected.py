@@ -186,22 +186,29 @@ def _read(path: Path, what: str):
         raise CheckError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
 
 
-def check_run_dir(run_dir) -> list[str]:
+def check_run_dir(run_dir, expected_config=None) -> list[str]:
     """The failing lines (:func:`check_run`) of a finished run against the ``expected`` of
-    its resolved config ``RUN/config.json``, read from its results on ``expected.split``
-    (results.json or results_validation.json); empty: OK. CheckError when the run cannot
-    be checked (no config.json, no ``expected`` in it, no results), ConfigError when its
-    ``expected`` is malformed."""
+    its resolved config ``RUN/config.json`` (or of ``expected_config``, a config file: for
+    a run made before its config stated results), read from its results on
+    ``expected.split`` (results.json or results_validation.json); empty: OK. CheckError
+    when the run cannot be checked (no config, no ``expected`` in it, no results),
+    ConfigError when its ``expected`` is malformed."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    cfg = _read(cfg_path, "--check reads the expected results from the run's resolved config, "
-                          "which python -m keras_ssl.train writes there")
+    if expected_config is None:
+        cfg_path = run_dir / "config.json"
+        cfg = _read(cfg_path, "--check reads the expected results from the run's resolved config, "
+                              "which python -m keras_ssl.train writes there")
+    else:
+        cfg_path = Path(expected_config)
+        cfg = _read(cfg_path, "the config file given by --expected")
     raw = cfg.get("expected") if isinstance(cfg, dict) else None
     if not raw:
         state = "absent" if raw is None else f"{raw!r}"
+        hint = ("or check the run against its config file with --expected configs/NAME.json"
+                if expected_config is None else "")
         raise CheckError(f"{cfg_path}: no expected results to check: key 'expected' is {state}; add an "
-                         f"\"expected\" object to the run's config (keras_ssl/evaluation/expected.py), "
-                         f"or leave the run out of --check")
+                         f"\"expected\" object to the config (keras_ssl/evaluation/expected.py), "
+                         f"{hint or 'or leave the run out of --check'}")
     expected = parse_expected(raw, str(cfg_path))
     how = ("" if expected.split == "test" else
            "; expected.split is 'validation': evaluate with --set eval.split=validation")
@@ -213,14 +220,15 @@ def check_run_dir(run_dir) -> list[str]:
     return check_run(expected, results)
 
 
-def check_run_dirs(run_dirs, out=print, err=print) -> int:
+def check_run_dirs(run_dirs, out=print, err=print, expected_config=None) -> int:
     """``compare --check``: ``RUN: OK`` or one ``RUN: <failing line>`` per failing row (to
     ``out``), the runs that cannot be checked to ``err``; returns the exit code: 2 if a
-    run cannot be checked, else 1 if a run fails, else 0."""
+    run cannot be checked, else 1 if a run fails, else 0. ``expected_config``: check
+    every run against that config file's ``expected`` instead of its own."""
     code = 0
     for d in run_dirs:
         try:
-            failures = check_run_dir(d)
+            failures = check_run_dir(d, expected_config)
         except (CheckError, ConfigError) as e:
             err(f"error: {e}")
             code = 2

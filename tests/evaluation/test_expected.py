@@ -174,6 +174,26 @@ def test_check_validation_split_and_out(tmp_path, capsys):
     assert capsys.readouterr().out.endswith(f"{d}: OK\n")
 
 
+def test_check_against_a_config_file(tmp_path, capsys):
+    """--expected CONFIG: a run made before its config stated results is checked against
+    the config file's expected (the run's own config.json has none); a failing row fails."""
+    none = run_dir(tmp_path, "none", GOOD, expected=None)
+    cfg = tmp_path / "later.json"
+    cfg.write_text(json.dumps({"name": "none", "expected": EXPECTED}))
+    assert C.main([str(none), "--check"]) == 2
+    assert "--expected" in capsys.readouterr().err                    # the error names the way out
+    assert C.main([str(none), "--check", "--expected", str(cfg)]) == 0
+    assert capsys.readouterr().out == f"{none}: OK\n"
+    off = run_dir(tmp_path, "off", {**GOOD, ("scratch", 100): 0.6}, expected=None)
+    assert C.main([str(off), "--check", "--expected", str(cfg)]) == 1
+    assert "scratch, 100 labels: measured 0.6000" in capsys.readouterr().out
+    (tmp_path / "no_expected.json").write_text(json.dumps({"name": "x"}))
+    assert C.main([str(none), "--check", "--expected", str(tmp_path / "no_expected.json")]) == 2
+    assert str(tmp_path / "no_expected.json") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        C.main([str(none), "--expected", str(cfg)])                    # only with --check
+
+
 def test_check_through_python_m(tmp_path):
     import subprocess
     import sys
