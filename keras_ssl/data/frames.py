@@ -1,0 +1,153 @@
+"""Frame pairs of pose-annotated sequences, decoded in tf.data.
+
+The step between the sequence readers (:mod:`.sequences`: an index of paths and poses,
+nothing decoded) and a pretext on real frames (egomotion from odometry, SFA from time):
+
+- :func:`frame_pairs` turns sequences into a :class:`FramePairs` index: every frame's path
+  (sequences concatenated), the pairs (global frame ids, never across sequences, at most
+  ``max_gap`` apart: :func:`.motion.sample_pairs`), the relative camera motion of each pair
+  (:func:`.motion.pair_motion`) and its class per axis under bin edges fitted on these
+  sequences (training) or given (validation: the training run's edges, so both share
+  classes).
+- :func:`frame_pair_batches` is the tf.data pipeline: a pure function of (seed, step), as
+  :func:`.pipeline.pretext_batches` is for in-memory images. Step ``s`` draws ``batch_size``
+  pair ids with stateless ops seeded by ``(seed, s)``; each example's two PNG/JPEG files are
+  read and decoded inside tf.data (no frame is held in memory beyond the batches in
+  flight: KITTI's 22 sequences are ~22 GB), optionally resized, and cropped at **one**
+  random offset shared by both frames (Agrawal et al.'s protocol: the same crop of both
+  images, so the crop adds no motion of its own), drawn from the example's own stateless
+  seed. Examples decode in parallel (``threads``) and the batch keeps their order, so the
+  batches are the same whatever the thread count, and a resumed run sees the batches the
+  uninterrupted run would have seen.
+
+Element of the dataset: ``({"first": float32 [B, h, w, C], "second": ...},
+{axis: int32 [B] for axis in tx, tz, yaw; "pair": int64 [B]})``, pixels in [0, 1].
+
+A frame that cannot be read or decoded, a pair whose frames differ in size, or a frame
+smaller than the crop stops the pipeline with TensorFlow's error carrying the message of
+:data:`CROP_ERROR` / :data:`SIZE_ERROR` and the file paths.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence as Seq
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ssl.data.motion import AXES, Motion, concat_motion, fit_motion_bins, motion_labels, \
+    pair_motion, sample_pairs
+from keras_ssl.data.pipeline import batch_seed, to_float
+from keras_ssl.data.sequences import Sequence
+
+SIZE_ERROR = "the two frames of a pair differ in size"
+CROP_ERROR = "a frame is smaller than the crop; frames"
+
+
+@dataclass(frozen=True)
+class FramePairs:
+    """Frame pairs over several sequences.
+
+    ``paths``: every frame's path, sequences concatenated in order; ``offsets[k]``: the
+    global id of sequence k's first frame; ``names``: the sequences' names.
+    ``pairs``: int64 [P, 2], global frame ids (i, j); ``sequence``: int64 [P], the
+    sequence of each pair. ``motion``: the relative motion i -> j of each pair (tx, tz in
+    the poses' unit, yaw in radians, :mod:`.motion`'s conventions); ``labels``: axis ->
+    int64 [P], its class under ``edges`` (axis -> bin edges, JSON-ready).
+    """
+    paths: tuple[str, ...]
+    offsets: tuple[int, ...]
+    names: tuple[str, ...]
+    pairs: np.ndarray
+    sequence: np.ndarray
+    motion: Motion
+    labels: dict
+    edges: dict
+
+    def __len__(self) -> int:
+        return int(self.pairs.shape[0])
+
+
+def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, pairs_per_sequence: Optional[int] = None,
+                seed: int = 0, bins: int = 20, edges: Optional[dict] = None) -> FramePairs:
+    """The pairs of ``sequences`` at most ``max_gap`` frames apart (both directions): all of
+    them, or ``pairs_per_sequence`` drawn per sequence (seeded by ``seed`` and the
+    sequence's position); their classes under ``edges``, or under ``bins`` balanced
+    quantile bins per axis fitted on these pairs when ``edges`` is None."""
+    if not sequences:
+        raise ValueError("no sequences")
+    paths, offsets, names, pairs, seq_of, motions = [], [], [], [], [], []
+    for k, s in enumerate(sequences):
+        p = sample_pairs(len(s.frames), max_gap, pairs_per_sequence, seed=seed * 1000 + k)
+        if len(p) == 0:
+            raise ValueError(f"sequence {s.name!r} has {len(s.frames)} frame(s): no pair at most "
+                             f"{max_gap} apart")
+        motions.append(pair_motion(s.poses, p))
+        offsets.append(len(paths))
+        pairs.append(p + offsets[-1])
+        seq_of.append(np.full(len(p), k, np.int64))
+        paths.extend(str(f) for f in s.frames)
+        names.append(s.name)
+    motion = concat_motion(motions)
+    edges = fit_motion_bins(motion, bins) if edges is None else {a: list(edges[a]) for a in AXES}
+    return FramePairs(paths=tuple(paths), offsets=tuple(offsets), names=tuple(names),
+                      pairs=np.concatenate(pairs), sequence=np.concatenate(seq_of), motion=motion,
+                      labels=motion_labels(motion, edges), edges=edges)
+
+
+def _decode(path, channels: int, resize):
+    img = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+    img = to_float(img)
+    if resize is not None:
+        img = tf.image.resize(img, resize, method="area")
+    return img
+
+
+def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step: int,
+                       end_step: int, *, crop: tuple[int, int], channels: int = 3,
+                       resize: Optional[tuple[int, int]] = None, threads: int = 2) -> tf.data.Dataset:
+    """Dataset of global batches for steps [start_step, end_step) (see the module
+    docstring). ``crop``: (h, w) of the crop taken at one offset from both frames;
+    ``resize``: (H, W) every frame is resized to first (area averaging), None: as decoded;
+    ``channels``: 1 or 3 (decoded as such); ``threads``: examples decoded at once (0:
+    autotuned); none of these but ``crop``/``resize``/``channels`` changes the batches."""
+    n = len(pairs)
+    if n == 0:
+        raise ValueError("no frame pairs")
+    ch, cw = (int(c) for c in crop)
+    paths = tf.constant(pairs.paths)
+    first = tf.constant(pairs.pairs[:, 0])
+    second = tf.constant(pairs.pairs[:, 1])
+    labels = {a: tf.constant(pairs.labels[a].astype(np.int32)) for a in AXES}
+    resize = None if resize is None else tuple(int(r) for r in resize)
+
+    def draw(step):
+        s_idx, s_crop = tf.unstack(tf.random.experimental.stateless_split(batch_seed(seed, step), 2))
+        idx = tf.random.stateless_uniform([batch_size], s_idx, 0, n, dtype=tf.int64)
+        crop_seeds = tf.random.experimental.stateless_split(s_crop, batch_size)
+        return tf.data.Dataset.from_tensor_slices((idx, crop_seeds))
+
+    def example(idx, crop_seed):
+        p1, p2 = tf.gather(paths, tf.gather(first, idx)), tf.gather(paths, tf.gather(second, idx))
+        a, b = _decode(p1, channels, resize), _decode(p2, channels, resize)
+        shape = tf.shape(a)
+        checks = [tf.debugging.Assert(tf.reduce_all(tf.equal(shape, tf.shape(b))),
+                                      [SIZE_ERROR, p1, shape, p2, tf.shape(b)], summarize=4),
+                  tf.debugging.Assert(tf.reduce_all(shape[:2] >= tf.constant([ch, cw])),
+                                      [CROP_ERROR, p1, p2, shape, "crop", tf.constant([ch, cw])],
+                                      summarize=4)]
+        with tf.control_dependencies(checks):
+            s_y, s_x = tf.unstack(tf.random.experimental.stateless_split(crop_seed, 2))
+            y = tf.random.stateless_uniform([], s_y, 0, shape[0] - ch + 1, dtype=tf.int32)
+            x = tf.random.stateless_uniform([], s_x, 0, shape[1] - cw + 1, dtype=tf.int32)
+        views = {"first": tf.ensure_shape(a[y:y + ch, x:x + cw], [ch, cw, channels]),
+                 "second": tf.ensure_shape(b[y:y + ch, x:x + cw], [ch, cw, channels])}
+        return views, {**{k: tf.gather(v, idx) for k, v in labels.items()}, "pair": idx}
+
+    ds = tf.data.Dataset.range(start_step, end_step).flat_map(draw)
+    ds = ds.map(example, num_parallel_calls=threads or tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(2)

@@ -1,0 +1,133 @@
+"""keras_ssl.data.frames: frame pairs of a KITTI tree written here, decoded in tf.data.
+
+The frames' pixels encode where they are (red = row, green = column, blue = frame id), so a
+test can read back which frames and which crop an example holds, and check it against the
+pair and the poses."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_ssl.data.frames import CROP_ERROR, SIZE_ERROR, frame_pair_batches, frame_pairs
+from keras_ssl.data.motion import AXES, motion_matrix, pair_motion, to_bins
+from keras_ssl.data.sequences import Sequence, read_kitti_odometry
+
+H, W = 20, 30
+
+
+def frame(k, h=H, w=W):
+    """uint8 [h, w, 3]: red = row, green = column, blue = frame id (as 10 * k)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.arange(h)[:, None]
+    img[..., 1] = np.arange(w)[None, :]
+    img[..., 2] = 10 * k
+    return img
+
+
+def drive(n, seed):
+    """Camera-to-world poses of a planar drive: forward steps with random turns."""
+    rng = np.random.default_rng(seed)
+    poses, t = [], np.eye(4)
+    for _ in range(n):
+        poses.append(t.copy())
+        t = t @ motion_matrix(rng.normal(0, 0.1), rng.uniform(0.5, 1.5), rng.normal(0, 0.05))
+    return np.stack(poses)
+
+
+def write_sequence(root, name, n, seed, sizes=None):
+    cam = root / "sequences" / name / "image_2"
+    cam.mkdir(parents=True)
+    for k in range(n):
+        h, w = sizes[k] if sizes else (H, W)
+        Image.fromarray(frame(k, h, w)).save(cam / f"{k:06d}.png")
+    (root / "poses").mkdir(exist_ok=True)
+    poses = drive(n, seed)
+    (root / "poses" / f"{name}.txt").write_text(
+        "".join(" ".join(f"{x:.12e}" for x in p[:3].ravel()) + "\n" for p in poses))
+    return poses
+
+
+@pytest.fixture
+def kitti(tmp_path):
+    write_sequence(tmp_path, "00", 12, 0)
+    write_sequence(tmp_path, "01", 9, 1)
+    return tmp_path
+
+
+def first_batch(pairs, **kw):
+    args = dict(batch_size=16, seed=3, start_step=0, end_step=1, crop=(8, 10))
+    args.update(kw)
+    return next(iter(frame_pair_batches(pairs, **args)))
+
+
+def test_pairs_stay_within_a_sequence_and_the_gap(kitti):
+    seqs = read_kitti_odometry(kitti, ["00", "01"])
+    fp = frame_pairs(seqs, max_gap=3)
+    assert fp.offsets == (0, 12) and fp.names == ("00", "01") and len(fp.paths) == 21
+    i, j = fp.pairs[:, 0], fp.pairs[:, 1]
+    assert np.all((1 <= np.abs(j - i)) & (np.abs(j - i) <= 3))
+    start = np.asarray(fp.offsets)[fp.sequence]
+    end = start + np.array([12, 9])[fp.sequence]
+    assert np.all((start <= i) & (i < end) & (start <= j) & (j < end))      # never across sequences
+
+
+def test_each_label_is_the_binned_motion_of_its_poses(kitti):
+    seqs = read_kitti_odometry(kitti, ["00", "01"])
+    fp = frame_pairs(seqs, max_gap=4, bins=5)
+    for k, s in enumerate(seqs):
+        mine = fp.sequence == k
+        local = fp.pairs[mine] - fp.offsets[k]
+        m = pair_motion(s.poses, local)
+        for a in AXES:
+            np.testing.assert_array_equal(fp.labels[a][mine], to_bins(getattr(m, a), fp.edges[a]))
+    # forward drive: a pair (i, j > i) moved forward, its reverse backward
+    fwd = fp.pairs[:, 1] > fp.pairs[:, 0]
+    assert np.all(fp.motion.tz[fwd] > 0) and np.all(fp.motion.tz[~fwd] < 0)
+    # the validation sequences take the training edges, not their own
+    val = frame_pairs(seqs[1:], max_gap=2, edges=fp.edges)
+    assert val.edges == fp.edges
+    assert frame_pairs(seqs[1:], max_gap=2, bins=5).edges != fp.edges
+
+
+def test_a_batch_holds_the_pairs_frames_cropped_at_one_offset(kitti):
+    fp = frame_pairs(read_kitti_odometry(kitti, ["00", "01"]), max_gap=3, bins=4)
+    views, labels = first_batch(fp)
+    a, b = (np.round(views[v].numpy() * 255).astype(int) for v in ("first", "second"))
+    assert a.shape == (16, 8, 10, 3) and views["first"].dtype == tf.float32
+    idx = labels["pair"].numpy()
+    local = fp.pairs[idx] - np.asarray(fp.offsets)[fp.sequence[idx]][:, None]
+    np.testing.assert_array_equal(a[:, 0, 0, 2], 10 * local[:, 0])            # the pair's frames
+    np.testing.assert_array_equal(b[:, 0, 0, 2], 10 * local[:, 1])
+    np.testing.assert_array_equal(a[..., :2], b[..., :2])                    # one crop for both
+    offsets = a[:, 0, 0, :2]
+    assert len({tuple(o) for o in offsets}) > 1                              # crops vary
+    assert np.all(offsets[:, 0] <= H - 8) and np.all(offsets[:, 1] <= W - 10)
+    np.testing.assert_array_equal(a[:, :, :, 0] - offsets[:, None, None, 0], np.arange(8)[None, :, None] +
+                                  np.zeros((16, 8, 10), int))                # a contiguous window
+    for ax in AXES:
+        np.testing.assert_array_equal(labels[ax].numpy(), fp.labels[ax][idx])
+
+
+def test_batches_are_a_function_of_seed_and_step(kitti):
+    fp = frame_pairs(read_kitti_odometry(kitti, ["00", "01"]), max_gap=3, bins=4)
+    whole = list(frame_pair_batches(fp, 8, 5, 0, 4, crop=(8, 10), threads=1))
+    resumed = list(frame_pair_batches(fp, 8, 5, 2, 4, crop=(8, 10), threads=3))
+    for (v1, l1), (v2, l2) in zip(whole[2:], resumed):
+        np.testing.assert_array_equal(v1["first"].numpy(), v2["first"].numpy())
+        np.testing.assert_array_equal(l1["pair"].numpy(), l2["pair"].numpy())
+    other = first_batch(fp, batch_size=8, seed=6)
+    assert not np.array_equal(other[1]["pair"].numpy(), whole[0][1]["pair"].numpy())
+
+
+def test_resize_grey_and_errors_name_the_files(tmp_path):
+    write_sequence(tmp_path, "00", 4, 0, sizes=[(H, W), (H + 2, W), (H, W), (H, W)])
+    fp = frame_pairs(read_kitti_odometry(tmp_path, ["00"]), max_gap=1, bins=2)
+    views, _ = first_batch(fp, resize=(10, 15), crop=(10, 15), channels=1)
+    assert views["first"].shape == (16, 10, 15, 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=SIZE_ERROR) as e:
+        first_batch(fp)                                       # frame 1 is taller than its neighbours
+    assert "000001.png" in str(e.value)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=CROP_ERROR.split(";")[0]):
+        first_batch(fp, crop=(H + 5, W), resize=(H, W))
+    with pytest.raises(ValueError, match="'one' has 1 frame"):
+        frame_pairs([Sequence(name="one", frames=[tmp_path / "x.png"], poses=np.eye(4)[None])], max_gap=2)
