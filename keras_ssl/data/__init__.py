@@ -12,9 +12,10 @@ Sources (``data.dataset`` / ``data.eval_dataset`` in the config):
   ``data.tfds_data_dir``).
 - ``"folder"``: PNG/JPEG/BMP/GIF/WebP files under ``data.path`` (recursively), unlabeled.
 
-Frame sequences with camera poses (KITTI odometry, TUM RGB-D) are indexed, not loaded, by
-:mod:`keras_ssl.data.sequences`; their relative-motion labels come from
-:mod:`keras_ssl.data.motion` (``docs/sequences.md``). Neither is wired to a config yet.
+Frame sequences with camera poses (``"kitti_odometry"``, ``"tum_rgbd"``) are indexed, not
+loaded, by :mod:`keras_ssl.data.sequences`; their relative-motion labels come from
+:mod:`keras_ssl.data.motion`, and :mod:`keras_ssl.data.frames` pairs their frames and decodes
+them in tf.data for pretext ``odometry`` (``docs/sequences.md``).
 """
 from __future__ import annotations
 

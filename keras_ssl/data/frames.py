@@ -54,6 +54,8 @@ class FramePairs:
     sequence of each pair. ``motion``: the relative motion i -> j of each pair (tx, tz in
     the poses' unit, yaw in radians, :mod:`.motion`'s conventions); ``labels``: axis ->
     int64 [P], its class under ``edges`` (axis -> bin edges, JSON-ready).
+    ``frame_size``: (H, W) every frame is resized to when decoded (None: as stored);
+    ``channels``: 1 or 3, as decoded.
     """
     paths: tuple[str, ...]
     offsets: tuple[int, ...]
@@ -63,17 +65,21 @@ class FramePairs:
     motion: Motion
     labels: dict
     edges: dict
+    frame_size: Optional[tuple[int, int]] = None
+    channels: int = 3
 
     def __len__(self) -> int:
         return int(self.pairs.shape[0])
 
 
 def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, pairs_per_sequence: Optional[int] = None,
-                seed: int = 0, bins: int = 20, edges: Optional[dict] = None) -> FramePairs:
+                seed: int = 0, bins: int = 20, edges: Optional[dict] = None,
+                frame_size: Optional[tuple[int, int]] = None, channels: int = 3) -> FramePairs:
     """The pairs of ``sequences`` at most ``max_gap`` frames apart (both directions): all of
     them, or ``pairs_per_sequence`` drawn per sequence (seeded by ``seed`` and the
     sequence's position); their classes under ``edges``, or under ``bins`` balanced
-    quantile bins per axis fitted on these pairs when ``edges`` is None."""
+    quantile bins per axis fitted on these pairs when ``edges`` is None; ``frame_size``,
+    ``channels``: how the pipeline decodes the frames."""
     if not sequences:
         raise ValueError("no sequences")
     paths, offsets, names, pairs, seq_of, motions = [], [], [], [], [], []
@@ -92,7 +98,9 @@ def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, pairs_per_sequence: O
     edges = fit_motion_bins(motion, bins) if edges is None else {a: list(edges[a]) for a in AXES}
     return FramePairs(paths=tuple(paths), offsets=tuple(offsets), names=tuple(names),
                       pairs=np.concatenate(pairs), sequence=np.concatenate(seq_of), motion=motion,
-                      labels=motion_labels(motion, edges), edges=edges)
+                      labels=motion_labels(motion, edges), edges=edges,
+                      frame_size=None if frame_size is None else tuple(int(v) for v in frame_size),
+                      channels=int(channels))
 
 
 def _decode(path, channels: int, resize):
@@ -104,13 +112,12 @@ def _decode(path, channels: int, resize):
 
 
 def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step: int,
-                       end_step: int, *, crop: tuple[int, int], channels: int = 3,
-                       resize: Optional[tuple[int, int]] = None, threads: int = 2) -> tf.data.Dataset:
+                       end_step: int, *, crop: tuple[int, int], threads: int = 2) -> tf.data.Dataset:
     """Dataset of global batches for steps [start_step, end_step) (see the module
-    docstring). ``crop``: (h, w) of the crop taken at one offset from both frames;
-    ``resize``: (H, W) every frame is resized to first (area averaging), None: as decoded;
-    ``channels``: 1 or 3 (decoded as such); ``threads``: examples decoded at once (0:
-    autotuned); none of these but ``crop``/``resize``/``channels`` changes the batches."""
+    docstring). ``crop``: (h, w) of the crop taken at one offset from both frames, after
+    each frame is decoded with ``pairs.channels`` channels and resized to
+    ``pairs.frame_size`` (area averaging; None: as stored); ``threads``: examples decoded
+    at once (0: autotuned), which does not change the batches."""
     n = len(pairs)
     if n == 0:
         raise ValueError("no frame pairs")
@@ -119,7 +126,7 @@ def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step
     first = tf.constant(pairs.pairs[:, 0])
     second = tf.constant(pairs.pairs[:, 1])
     labels = {a: tf.constant(pairs.labels[a].astype(np.int32)) for a in AXES}
-    resize = None if resize is None else tuple(int(r) for r in resize)
+    resize, channels = pairs.frame_size, pairs.channels
 
     def draw(step):
         s_idx, s_crop = tf.unstack(tf.random.experimental.stateless_split(batch_seed(seed, step), 2))

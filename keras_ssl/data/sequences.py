@@ -324,3 +324,48 @@ def nearest_index(sorted_times: np.ndarray, queries: np.ndarray) -> np.ndarray:
     j = np.clip(np.searchsorted(sorted_times, queries), 1, len(sorted_times) - 1)
     earlier = np.abs(queries - sorted_times[j - 1]) <= np.abs(sorted_times[j] - queries)
     return np.where(earlier, j - 1, j).astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# From a config: data.dataset "kitti_odometry" / "tum_rgbd"
+# --------------------------------------------------------------------------
+
+#: The ``data.dataset`` values that are frame sequences with poses.
+SEQUENCE_DATASETS = ("kitti_odometry", "tum_rgbd")
+
+
+@dataclass(frozen=True)
+class SequenceData:
+    """Pretraining data that is frame sequences (``data.dataset`` in :data:`SEQUENCE_DATASETS`):
+    the sequences, and how their frames are decoded: ``frame_size`` (H, W) every frame is
+    resized to before a pretext crops it (None: as stored), ``channels`` 1 or 3. A pretext
+    that trains on sequences turns it into its own index (e.g. frame pairs) in
+    ``Pretext.prepare``."""
+    sequences: tuple[Sequence, ...]
+    frame_size: Optional[tuple[int, int]] = None
+    channels: int = 3
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sequences)
+
+
+def load_sequences(data_cfg) -> SequenceData:
+    """The sequences a DataConfig names: KITTI ``data.sequences`` (e.g. ``["00", "02"]``) of
+    camera ``data.camera`` under ``data.path``; TUM: each of ``data.sequences`` a folder
+    under ``data.path`` (none: ``data.path`` itself is the sequence). DataError naming the
+    key when one is missing."""
+    name = data_cfg.dataset
+    if not data_cfg.path:
+        raise DataError(f"data.dataset {name!r} needs data.path: the dataset's root folder")
+    frame_size = tuple(int(v) for v in data_cfg.frame_size) if data_cfg.frame_size else None
+    if name == "kitti_odometry":
+        if not data_cfg.sequences:
+            raise DataError("data.dataset 'kitti_odometry' needs data.sequences: the sequence "
+                            "numbers to pretrain on, e.g. [\"00\", \"02\"] (00-10 have poses)")
+        seqs = read_kitti_odometry(data_cfg.path, data_cfg.sequences, camera=data_cfg.camera)
+    elif name == "tum_rgbd":
+        root = Path(data_cfg.path)
+        seqs = [read_tum_rgbd(root / s) for s in data_cfg.sequences] or [read_tum_rgbd(root)]
+    else:
+        raise DataError(f"data.dataset {name!r} is not a sequence dataset ({', '.join(SEQUENCE_DATASETS)})")
+    return SequenceData(tuple(seqs), frame_size, int(data_cfg.channels))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -23,6 +24,14 @@ class Pretext:
     ``(views, labels)``: dicts of tensors with batch dimension B. ``labels``
     holds every target, and may hold extra entries (raw transform parameters,
     indices) that other methods use. Same images and seed -> same output.
+
+    The trainer gets its batches from :meth:`batches` on what :meth:`prepare` made of the
+    pretraining data. The default fits pretexts on images: ``prepare`` takes the uint8
+    [N, H, W, C] images as they are, and ``batches`` draws them uniformly by (seed, step)
+    and calls the pretext on each batch (:func:`keras_ssl.data.pipeline.pretext_batches`).
+    A pretext on other data (frame sequences with poses: ``odometry``) overrides both;
+    ``len(prepare(data))`` is what the sampler's ``index`` label addresses (a memory
+    bank's size).
     """
     view_names: tuple = ()
     view_shape: tuple = ()
@@ -30,6 +39,23 @@ class Pretext:
 
     def __call__(self, images: tf.Tensor, index: tf.Tensor, seed: tf.Tensor):
         raise TypeError(f"{type(self).__name__} must define __call__")
+
+    def prepare(self, data):
+        """What :meth:`batches` samples from, made once from the pretraining data: uint8
+        images [N, H, W, C] for a pretext on images (returned as they are); ConfigError
+        for data it cannot use (frame sequences)."""
+        if not isinstance(data, np.ndarray):
+            from keras_ssl.config import ConfigError
+            raise ConfigError(f"pretext {type(self).__name__} trains on images; data.dataset gives "
+                              f"{type(data).__name__} (frame sequences train pretext 'odometry')")
+        return data
+
+    def batches(self, data, batch_size: int, seed: int, start_step: int, end_step: int,
+                threads: int = 1) -> tf.data.Dataset:
+        """``(views, labels)`` global batches for steps [start_step, end_step) of
+        ``prepare``'s output, a pure function of (seed, step)."""
+        from keras_ssl.data.pipeline import pretext_batches
+        return pretext_batches(data, self, batch_size, seed, start_step, end_step, threads)
 
     def save(self, run_dir) -> None:
         """Write what a run needs to reproduce or report this pretext (e.g. the

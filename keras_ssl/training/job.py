@@ -71,11 +71,19 @@ def _image_shape(cfg: ExperimentConfig) -> tuple[int, int, int]:
     return (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
 
 
-def _pretrain_images(cfg: ExperimentConfig, log: Callable) -> tuple[np.ndarray, dict]:
-    """The pretraining images and the summary's ``data``; the unreadable files left out
-    (``data.skip_unreadable``), if any, are logged in one line."""
+def _pretrain_images(cfg: ExperimentConfig, log: Callable):
+    """The pretraining data and the summary's ``data``: uint8 images (the unreadable files
+    left out, ``data.skip_unreadable``, logged in one line), or, for a sequence dataset
+    (``data.dataset`` ``kitti_odometry`` / ``tum_rgbd``), the sequences' index
+    (:class:`keras_ssl.data.sequences.SequenceData`; frames are decoded while training)."""
     from keras_ssl.data import load_pretrain
+    from keras_ssl.data.sequences import SEQUENCE_DATASETS, load_sequences
 
+    if cfg.data.dataset in SEQUENCE_DATASETS:
+        data = load_sequences(cfg.data)
+        log(f"{cfg.data.dataset}: {len(data.sequences)} sequence(s), {len(data)} frames under {cfg.data.path}")
+        return data, {"sequences": [s.name for s in data.sequences],
+                      "frames": [len(s) for s in data.sequences]}
     loaded = load_pretrain(cfg.data)
     skipped, examples = len(loaded.skipped), list(loaded.skipped[:SKIPPED_EXAMPLES])
     if skipped:
@@ -86,10 +94,11 @@ def _pretrain_images(cfg: ExperimentConfig, log: Callable) -> tuple[np.ndarray, 
                            "skipped_examples": examples}
 
 
-def _pretrain(cfg: ExperimentConfig, run_dir: Path, images: np.ndarray, *, progress: bool,
+def _pretrain(cfg: ExperimentConfig, run_dir: Path, images, *, progress: bool,
               log: Callable, strategy=None, restore_from: Optional[Path] = None,
               monitor_ok: bool = True) -> tuple[keras.Model, dict, Optional[Labeled]]:
-    """Pretrain (or resume) on uint8 ``images`` under ``run_dir``; saves ``encoder.keras``.
+    """Pretrain (or resume) on ``images`` (uint8 images, or sequences: :func:`_pretrain_images`)
+    under ``run_dir``; saves ``encoder.keras``.
     ``strategy``, ``restore_from``: the Pretrainer's; ``monitor_ok``: False on a worker
     that is not the chief (the chief alone runs the kNN monitor).
 
@@ -100,11 +109,13 @@ def _pretrain(cfg: ExperimentConfig, run_dir: Path, images: np.ndarray, *, progr
     from keras_ssl.training.loop import Pretrainer
 
     pretext = registry.build("pretext", cfg.pretext, _image_shape(cfg))
+    images = pretext.prepare(images)   # what the pretext samples: the images, or frame pairs
     pretext.save(run_dir)
     trainer = Pretrainer(cfg, run_dir, pretext, strategy=strategy, progress=progress,
                          num_images=len(images), restore_from=restore_from)
+    what = "pairs" if hasattr(images, "pairs") else "images"
     log(f"pretraining {cfg.encoder.name} + {cfg.method.name} on {cfg.pretext.name} "
-        f"({len(images)} images, {cfg.train.steps} steps of {cfg.train.batch_size}, "
+        f"({len(images)} {what}, {cfg.train.steps} steps of {cfg.train.batch_size}, "
         f"{trainer.strategy.num_replicas_in_sync} replica(s))")
     labeled, monitor = None, None
     if not monitor_ok:

@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_ssl import registry
-from keras_ssl.data.pipeline import pretext_batches
 from keras_ssl.encoders import build_encoder
 from keras_ssl.methods.base import DatasetFacts
 from keras_ssl.training.errors import (PEER_ERRORS, Interrupted, TrainingError, cannot_write, latest_on_disk,
@@ -207,8 +205,11 @@ class Pretrainer:
             self.ckpt.restore(latest).assert_existing_objects_matched()
         return int(self.step.numpy())
 
-    def train(self, images: np.ndarray, monitor=None) -> dict:
-        """Pretrain on uint8 ``images`` until ``train.steps``; returns a summary.
+    def train(self, images, monitor=None) -> dict:
+        """Pretrain on ``images`` until ``train.steps``; returns a summary. ``images``: what
+        the pretext's ``prepare`` made of the pretraining data (uint8 [N, H, W, C] images
+        for a pretext on images; frame pairs for one on sequences); batches come from the
+        pretext's ``batches``.
 
         ``monitor``: optional ``encoder -> {tag: float}`` (e.g. kNN accuracy on
         the validation split), called every ``train.monitor_every`` steps and
@@ -226,8 +227,8 @@ class Pretrainer:
         if start >= t.steps:
             summary.update(resumed_finished=True, seconds=0.0)
             return summary
-        ds = pretext_batches(images, self.pretext, t.batch_size, self.cfg.seed, start, t.steps,
-                             t.pipeline_threads)
+        ds = self.pretext.batches(images, t.batch_size, self.cfg.seed, start, t.steps,
+                                  t.pipeline_threads)
         writer = tf.summary.create_file_writer(str(self.run_dir / "tb" / "pretrain"))
         if start == 0 and t.sample_examples:
             self._log_samples(writer, images)
@@ -320,8 +321,7 @@ class Pretrainer:
         side by side, their labels as text), as TensorBoard images."""
         t = self.cfg.train
         n = min(t.sample_examples, t.batch_size)
-        views, labels = next(iter(pretext_batches(images, self.pretext, t.batch_size,
-                                                  self.cfg.seed, 0, 1)))
+        views, labels = next(iter(self.pretext.batches(images, t.batch_size, self.cfg.seed, 0, 1)))
         strips = tf.concat([views[v][:n] for v in self.pretext.view_names], axis=2)
         text = "\n\n".join(f"sample {i}: {self.pretext.describe(labels, i)}" for i in range(n))
         with writer.as_default(step=0):

@@ -36,7 +36,8 @@ HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_e
 
 #: Pretraining settings added after run directories existed, with the value every run
 #: from before them had: a config.json without the key is read as holding that value.
-ADDED_LATER = {"train.precision": "float32"}
+ADDED_LATER = {"train.precision": "float32", "data.sequences": [], "data.camera": "image_2",
+               "data.frame_size": None}
 #: The same for a parameter of one registry component: (section, component name, key) ->
 #: the value runs of that component had before it (pretext ``augment``'s ``views``, added
 #: for MoCo: every run before it drew one view).

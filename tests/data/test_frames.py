@@ -121,13 +121,15 @@ def test_batches_are_a_function_of_seed_and_step(kitti):
 
 def test_resize_grey_and_errors_name_the_files(tmp_path):
     write_sequence(tmp_path, "00", 4, 0, sizes=[(H, W), (H + 2, W), (H, W), (H, W)])
-    fp = frame_pairs(read_kitti_odometry(tmp_path, ["00"]), max_gap=1, bins=2)
-    views, _ = first_batch(fp, resize=(10, 15), crop=(10, 15), channels=1)
+    seqs = read_kitti_odometry(tmp_path, ["00"])
+    fp = frame_pairs(seqs, max_gap=1, bins=2)
+    small = frame_pairs(seqs, max_gap=1, bins=2, frame_size=(10, 15), channels=1)
+    views, _ = first_batch(small, crop=(10, 15))
     assert views["first"].shape == (16, 10, 15, 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match=SIZE_ERROR) as e:
         first_batch(fp)                                       # frame 1 is taller than its neighbours
     assert "000001.png" in str(e.value)
     with pytest.raises(tf.errors.InvalidArgumentError, match=CROP_ERROR.split(";")[0]):
-        first_batch(fp, crop=(H + 5, W), resize=(H, W))
+        first_batch(frame_pairs(seqs, max_gap=1, bins=2, frame_size=(H, W)), crop=(H + 5, W))
     with pytest.raises(ValueError, match="'one' has 1 frame"):
         frame_pairs([Sequence(name="one", frames=[tmp_path / "x.png"], poses=np.eye(4)[None])], max_gap=2)

@@ -1,0 +1,100 @@
+"""Egomotion from odometry: the camera motion between two frames of a real sequence.
+
+The thesis's main experiment (Agrawal, Carreira, Malik 2015, "Learning to See by Moving",
+on KITTI odometry; ../docs/sequences.md): two frames at most ``max_frame_gap`` apart, the
+relative camera motion inv(T_i) T_j from the poses, classified along x and z translation
+and rotation about the camera's y axis (yaw), each axis in ``bins`` classes. The same
+random crop (``data.image_size`` square, the encoder's input) is taken from both frames.
+
+Data: ``data.dataset`` ``"kitti_odometry"`` or ``"tum_rgbd"`` (:mod:`keras_ssl.data.sequences`);
+:meth:`prepare` samples the pairs and fits the bins on the pretraining sequences
+(:mod:`keras_ssl.data.frames`); the frames are decoded in tf.data.
+
+Bins: balanced quantile bins fitted on the pretraining pairs (``docs/sequences.md``: a
+decision; values beyond the outer edges are clipped into the first or last class). The
+authors' code z-scores each axis and bins uniformly; not built. :meth:`save` writes the
+edges and the class counts to ``motion_bins.json`` in the run directory, so validation or
+transfer code can label other sequences with the same classes.
+
+Views ``first``, ``second`` (the pair, frame i then j); targets ``tx``, ``tz``, ``yaw``;
+labels also carry ``pair`` (the pair's id in the index). The ``classify`` method trains on
+it as on the MNIST egomotion pretext.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from keras_ssl.config import ConfigError, num
+from keras_ssl.data.frames import FramePairs, frame_pair_batches, frame_pairs
+from keras_ssl.data.motion import AXES
+from keras_ssl.data.sequences import SequenceData
+from keras_ssl.files import write_json_atomic
+from keras_ssl.pretext.base import Pretext
+from keras_ssl.registry import Params, register
+
+
+@dataclass(frozen=True)
+class OdometryParams(Params):
+    """``max_frame_gap``: the frames of a pair are 1..this many frames apart (the thesis: 7),
+    in either order. ``bins``: classes per motion axis (the thesis: 20). ``pairs_per_sequence``:
+    pairs drawn per sequence (seeded by ``seed``), null: every pair within the gap.
+    ``seed``: the pair sampling's seed."""
+    max_frame_gap: int = num(7, 1)
+    bins: int = num(20, 2)
+    pairs_per_sequence: Optional[int] = num(None, 1)
+    seed: int = num(0, 0)
+
+
+class OdometryPretext(Pretext):
+    def __init__(self, params: OdometryParams, image_shape):
+        super().__init__(view_names=("first", "second"), view_shape=tuple(image_shape),
+                         targets={a: params.bins for a in AXES})
+        self.params = params
+        self.pairs: Optional[FramePairs] = None
+
+    def prepare(self, data) -> FramePairs:
+        if not isinstance(data, SequenceData):
+            raise ConfigError("pretext 'odometry' needs frame sequences with poses: data.dataset "
+                              "'kitti_odometry' or 'tum_rgbd'")
+        p = self.params
+        if data.channels != self.view_shape[2]:
+            raise ConfigError(f"data.channels is {data.channels}, the encoder input has "
+                              f"{self.view_shape[2]}")
+        self.pairs = frame_pairs(data.sequences, p.max_frame_gap, pairs_per_sequence=p.pairs_per_sequence,
+                                 seed=p.seed, bins=p.bins, frame_size=data.frame_size,
+                                 channels=data.channels)
+        return self.pairs
+
+    def batches(self, data, batch_size, seed, start_step, end_step, threads=1):
+        if not isinstance(data, FramePairs):
+            raise ConfigError("pretext 'odometry' samples frame pairs (its prepare's output)")
+        return frame_pair_batches(data, batch_size, seed, start_step, end_step,
+                                  crop=self.view_shape[:2], threads=max(threads, 2) if threads else 0)
+
+    def __call__(self, images, index, seed):
+        raise TypeError("pretext 'odometry' makes its batches from frame pairs (batches), "
+                        "not from a batch of single images")
+
+    def save(self, run_dir) -> None:
+        if self.pairs is None:
+            return
+        fp = self.pairs
+        doc = {"pairs": len(fp), "sequences": list(fp.names), "frames": len(fp.paths),
+               "max_frame_gap": self.params.max_frame_gap, "edges": fp.edges,
+               "class_counts": {a: np.bincount(fp.labels[a], minlength=self.params.bins).tolist()
+                                for a in AXES},
+               "conventions": "relative motion inv(T_i) T_j of camera-to-world poses; tx > 0 moved "
+                              "right, tz > 0 moved forward, yaw > 0 turned right (docs/sequences.md)"}
+        write_json_atomic(Path(run_dir) / "motion_bins.json", doc)
+
+    def describe(self, labels, i):
+        return ", ".join(f"{a}={int(labels[a][i])}" for a in AXES) + f" (pair {int(labels['pair'][i])})"
+
+
+@register("pretext", "odometry", OdometryParams)
+def build_odometry(params: OdometryParams, image_shape) -> OdometryPretext:
+    return OdometryPretext(params, image_shape)

@@ -1,0 +1,106 @@
+"""Pretext odometry: egomotion classes from the poses of frame sequences, trained by the job
+on a KITTI tree written here (grey frames under image_0)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_ssl import registry
+from keras_ssl.config import ConfigError, config_from_dict
+from keras_ssl.data.frames import frame_pairs
+from keras_ssl.data.motion import AXES, motion_matrix, pair_motion, to_bins
+from keras_ssl.data.sequences import SequenceData, read_kitti_odometry
+from keras_ssl.training.job import run
+
+FRAME = (36, 48)
+
+
+def write_drive(root, name, n, seed):
+    """A KITTI sequence of ``n`` random grey frames (FRAME px) and a planar forward drive."""
+    rng = np.random.default_rng(seed)
+    cam = root / "sequences" / name / "image_0"
+    cam.mkdir(parents=True)
+    for k in range(n):
+        Image.fromarray(rng.integers(0, 256, FRAME, dtype=np.uint8)).save(cam / f"{k:06d}.png")
+    poses, t = [], np.eye(4)
+    for _ in range(n):
+        poses.append(t.copy())
+        t = t @ motion_matrix(rng.normal(0, 0.1), rng.uniform(0.5, 1.5), rng.normal(0, 0.05))
+    (root / "poses").mkdir(exist_ok=True)
+    (root / "poses" / f"{name}.txt").write_text(
+        "".join(" ".join(f"{x:.12e}" for x in p[:3].ravel()) + "\n" for p in poses))
+
+
+@pytest.fixture
+def kitti(tmp_path):
+    write_drive(tmp_path / "kitti", "00", 14, 0)
+    write_drive(tmp_path / "kitti", "01", 10, 1)
+    return tmp_path / "kitti"
+
+
+def cfg_for(root, steps=4, pretext=None, dataset="kitti_odometry", **data):
+    return config_from_dict({
+        "name": "drive", "encoder": {"name": "convnet", "filters": [4, 8], "output": "gap"},
+        "pretext": pretext or {"name": "odometry", "max_frame_gap": 3, "bins": 4},
+        "method": {"name": "classify", "hidden": 8, "dropout": 0.0},
+        "data": {"dataset": dataset, "path": str(root), "sequences": ["00", "01"], "camera": "image_0",
+                 "image_size": 28, "channels": 1, **data},
+        "train": {"steps": steps, "batch_size": 8, "steps_per_execution": 2, "checkpoint_every": 2,
+                  "log_every": 2, "sample_examples": 2, "learning_rate": 0.05}})
+
+
+def quiet(*_):
+    pass
+
+
+def test_batches_carry_the_binned_motion_of_their_pairs(kitti):
+    cfg = cfg_for(kitti)
+    pretext = registry.build("pretext", cfg.pretext, (28, 28, 1))
+    assert pretext.targets == {"tx": 4, "tz": 4, "yaw": 4}
+    seqs = read_kitti_odometry(kitti, ["00", "01"], camera="image_0")
+    pairs = pretext.prepare(SequenceData(tuple(seqs), None, 1))
+    views, labels = next(iter(pretext.batches(pairs, 8, 0, 0, 1)))
+    assert views["first"].shape == (8, 28, 28, 1) and views["second"].shape == (8, 28, 28, 1)
+    idx = labels["pair"].numpy()
+    for k, s in enumerate(seqs):                      # from the poses, by hand
+        mine = pairs.sequence[idx] == k
+        m = pair_motion(s.poses, pairs.pairs[idx[mine]] - pairs.offsets[k])
+        for a in AXES:
+            np.testing.assert_array_equal(labels[a].numpy()[mine], to_bins(getattr(m, a), pairs.edges[a]))
+
+
+def test_the_job_trains_on_sequences_and_stores_the_bins(kitti, tmp_path):
+    s = run(cfg_for(kitti), tmp_path / "run", progress=False, evaluate=False, export=False, log=quiet)
+    assert s["data"] == {"sequences": ["00", "01"], "frames": [14, 10]}
+    assert s["pretrain"]["steps"] == 4 and np.isfinite(s["pretrain"]["final"]["loss"])
+    doc = json.loads((tmp_path / "run" / "motion_bins.json").read_text())
+    expect = frame_pairs(read_kitti_odometry(kitti, ["00", "01"], camera="image_0"), 3, bins=4)
+    assert doc["edges"] == expect.edges and doc["pairs"] == len(expect)
+    for a in AXES:                                    # balanced classes, within one
+        assert sum(doc["class_counts"][a]) == len(expect) and np.ptp(doc["class_counts"][a]) <= 1
+
+
+def test_a_resumed_sequence_run_equals_the_uninterrupted_one(kitti, tmp_path):
+    import keras
+
+    run(cfg_for(kitti, steps=4), tmp_path / "whole", progress=False, evaluate=False, export=False, log=quiet)
+    run(cfg_for(kitti, steps=2), tmp_path / "cut", progress=False, evaluate=False, export=False, log=quiet)
+    # the same run directory continued to 4 steps: only train.steps differs
+    (tmp_path / "cut" / "config.json").unlink()
+    run(cfg_for(kitti, steps=4), tmp_path / "cut", progress=False, evaluate=False, export=False, log=quiet)
+    a = keras.models.load_model(tmp_path / "whole" / "encoder.keras").get_weights()
+    b = keras.models.load_model(tmp_path / "cut" / "encoder.keras").get_weights()
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) == 0.0
+
+
+def test_pretext_and_data_that_cannot_work_together_are_refused(kitti, tmp_path):
+    with pytest.raises(ConfigError, match="pretext 'odometry' needs frame sequences"):
+        run(cfg_for(kitti, dataset="mnist"), tmp_path / "a", progress=False, evaluate=False,
+            export=False, log=quiet)
+    with pytest.raises(ConfigError, match="trains on images.*SequenceData"):
+        run(cfg_for(kitti, pretext={"name": "rotation"}), tmp_path / "b", progress=False,
+            evaluate=False, export=False, log=quiet)
+    with pytest.raises(ConfigError, match="data.channels is 3"):
+        pretext = registry.build("pretext", cfg_for(kitti).pretext, (28, 28, 1))
+        pretext.prepare(SequenceData((), None, 3))
