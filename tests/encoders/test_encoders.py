@@ -78,3 +78,34 @@ def test_bcnn_multiscale_features_hold_both_blocks():
     f = enc(x).numpy()
     n1 = tap_outputs(enc, ["norm1", "norm2"])(x)
     np.testing.assert_allclose(f, np.concatenate([n1[0], n1[1]], 1), atol=1e-6)
+
+
+def test_alexnet_is_the_thesis_kitti_base_network():
+    """C96-P-C256-P-C384-C384-C256-P on a 227 px crop: AlexNet's shapes and its 2,334,080
+    convolution parameters (grouped conv2, conv4, conv5), 9,216 features."""
+    from keras_ssl.encoders.alexnet import AlexNetParams
+
+    enc = build_encoder(Component("alexnet", AlexNetParams()), (227, 227, 3))
+    shapes = {l.name: tuple(l.output.shape[1:]) for l in enc.layers}
+    assert shapes["conv1"] == (55, 55, 96) and shapes["pool1"] == (27, 27, 96)
+    assert shapes["conv2"] == (27, 27, 256) and shapes["pool2"] == (13, 13, 256)
+    assert shapes["conv3"] == (13, 13, 384) and shapes["conv4"] == (13, 13, 384)
+    assert shapes["conv5"] == (13, 13, 256) and shapes["pool5"] == (6, 6, 256)
+    assert enc.output.shape[-1] == 9216
+    by_hand = (11 * 11 * 3 * 96 + 96) + (5 * 5 * 48 * 256 + 256) + (3 * 3 * 256 * 384 + 384) \
+        + (3 * 3 * 192 * 384 + 384) + (3 * 3 * 192 * 256 + 256)
+    assert enc.count_params() == by_hand == 2_334_080
+    assert set(enc.taps) <= {l.name for l in enc.layers}
+
+
+def test_alexnet_width_and_small_inputs():
+    from keras_ssl.encoders.alexnet import AlexNetParams, filters
+
+    assert filters(AlexNetParams(width=0.25)) == [24, 64, 96, 96, 64]
+    small = build_encoder(Component("alexnet", AlexNetParams(width=0.25, features="gap", init="he")),
+                          (64, 64, 1))
+    assert small.output.shape[-1] == 64 and small.get_layer("conv4").kernel.shape == (3, 3, 48, 96)
+    x = tf.random.stateless_uniform((2, 64, 64, 1), (0, 1))
+    assert np.all(np.isfinite(small(x).numpy())) and float(np.std(small(x).numpy())) > 0
+    with pytest.raises(ValueError, match="at least 11x11"):
+        build_encoder(Component("alexnet", AlexNetParams()), (8, 8, 1))
