@@ -43,7 +43,10 @@ TRANSFORMS = ("jigsaw", "rotation")
 class PirlPretextParams(AugmentParams):
     """The image branch's augmentation (:class:`AugmentParams`) plus ``transform``: the
     pretext whose views are v_It, ``"jigsaw"`` or ``"rotation"``, by name or with its
-    parameters (checked by that pretext's rules)."""
+    parameters (checked by that pretext's rules); ``transforms``: instead, a set of them
+    (each ``"jigsaw"`` or ``"rotation"`` at most once, e.g. ``["jigsaw", "rotation"]``,
+    PIRL's paper's combination), each image's transform drawn uniformly from the set;
+    empty (default): ``transform`` alone."""
     transform: Component = component("pretext", "jigsaw")
     transforms: tuple[Component, ...] = components("pretext")
 
