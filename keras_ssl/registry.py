@@ -50,6 +50,18 @@ def component(kind: str, name: str):
     return dataclasses.field(default_factory=default, metadata={"registry": kind})
 
 
+def components(kind: str, *names: str):
+    """A dataclass field holding a tuple of registry entries of ``kind`` (default: the
+    entries ``names`` with their defaults; annotate it ``tuple[Component, ...]``).
+
+    In JSON: a list of names or sections, ``["rotation", {"name": "jigsaw", "grid": 2}]``;
+    a key of item i is checked (and named in errors) as ``<field>[i].<key>``.
+    """
+    def default():
+        return tuple(Component(n, params_class(kind, n)()) for n in names)
+    return dataclasses.field(default_factory=default, metadata={"registry": kind})
+
+
 class Params:
     """Base of the frozen parameter dataclasses that components register.
 

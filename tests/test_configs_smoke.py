@@ -37,6 +37,9 @@ SLOW = {
     # trains and logs); the whole job adds only the shared evaluation and export, ~14 s each.
     "mnist_npid.json": "NPID's whole job: method and bank covered by tests/methods, ~14 s",
     "mnist_pirl.json": "PIRL's whole job: method and bank covered by tests/methods, ~14 s",
+    "mnist_pirl_rotation_jigsaw.json": "PIRL's whole job with the jigsaw + rotation set: the set's "
+                                       "sampler and method covered by tests/pretext/test_pirl_transform_set.py, "
+                                       "the harness and tests/methods/test_pirl.py, ~15 s",
     "mnist_moco.json": "MoCo's whole job: method, momentum weights and queue covered by "
                        "tests/methods (harness; test_moco: queue, momentum update, replicas, resume), ~15 s",
 }
@@ -137,6 +140,7 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: whose full run has not been measured. It must say so in its "cost" and carry no
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
+    "mnist_pirl_rotation_jigsaw.json": "issue 17: PIRL's transform set, new; its 20K-step run not made yet",
 }
 
 

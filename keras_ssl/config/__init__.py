@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 # Re-exported: a component (registry entry + its Params) is a config value too.
-from keras_ssl.registry import Component, Params, component  # noqa: F401
+from keras_ssl.registry import Component, Params, component, components  # noqa: F401
 from keras_ssl.config.fields import (ConfigError, build_dataclass, check_range, num)  # noqa: F401
 from keras_ssl.config.sections import (SMOKE_OVERRIDES, DataConfig, EvalConfig,  # noqa: F401
                                        ExperimentConfig, ExportConfig, TrainConfig)

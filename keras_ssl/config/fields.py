@@ -134,6 +134,15 @@ def build_dataclass(cls, data, prefix: str, where: str):
         if tp is Component:
             kwargs[name] = _build_component(f.metadata.get("registry", name), data[name], key, where)
             continue
+        if typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] == (Component,):
+            # a list of components (registry.components): each item a name or a whole
+            # section, its keys checked under '<key>[i]'
+            items = data[name]
+            if not isinstance(items, (list, tuple)):
+                raise ConfigError(f"{where}: '{key}' must be a list, got {type(items).__name__}")
+            kwargs[name] = tuple(_build_component(f.metadata.get("registry", name), v, f"{key}[{i}]", where)
+                                 for i, v in enumerate(items))
+            continue
         value = _convert(data[name], tp, key, where)
         check_range(value, f.metadata, key, where)
         kwargs[name] = value

@@ -40,8 +40,11 @@ ADDED_LATER = {"train.precision": "float32", "data.sequences": [], "data.camera"
                "data.frame_size": None}
 #: The same for a parameter of one registry component: (section, component name, key) ->
 #: the value runs of that component had before it (pretext ``augment``'s ``views``, added
-#: for MoCo: every run before it drew one view).
-COMPONENT_ADDED_LATER = {("pretext", "augment", "views"): 1}
+#: for MoCo: every run before it drew one view; ``pirl``'s ``transforms``, empty: one
+#: ``transform``).
+COMPONENT_ADDED_LATER = {("pretext", "augment", "views"): 1,
+                         # pirl's set of transforms (issue 17): every run before it had one
+                         ("pretext", "pirl", "transforms"): []}
 
 
 def _pretraining_part(cfg_dict: dict) -> dict:

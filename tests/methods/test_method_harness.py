@@ -59,6 +59,12 @@ CASES = {
                                                 "tile_px": 8, "permutations": 6}},
                  {"negatives": 16, "embedding": 16},
                  lambda pre, p: {"image": (p.embedding,), "transformed": (p.embedding,)}),
+    # rotation + a 2x2 jigsaw of 6 permutations, one classify head each, losses summed
+    "multitask": Case({"name": "multitask", "tasks": ["rotation", {"name": "jigsaw", "grid": 2, "region_px": 20,
+                                                                   "tile_px": 8, "permutations": 6}]},
+                      {"tasks": [{"task": "rotation", "method": {"name": "classify", "hidden": 16}},
+                                 {"task": "jigsaw", "method": {"name": "classify", "hidden": 16}, "weight": 0.5}]},
+                      lambda pre, p: {t: (n,) for t, n in pre.targets.items()}),
     # a queue of 20 keys: the 2 steps of 8 keys wrap it
     "moco": Case({"name": "augment", "views": 2}, {"embedding": 16, "head_hidden": 16, "queue_size": 20,
                                                    "momentum": 0.9},
