@@ -33,6 +33,9 @@ Contracts:
   the same encoder, data, config and seeds give the same numbers, and
   turning a protocol off changes none of the others' (both checked in
   tests/evaluation/test_evaluate.py). The table's order is the rows' order.
+- ``results["protocol_seconds"]``: the wall time of each enabled protocol over all
+  subsets (where the evaluation's time goes; the features of the scored images are
+  computed once per encoder, the subset's once per subset, shared by every protocol).
 - Nothing looks at the test set before scoring: step counts and
   hyperparameters are fixed by the config, and each model is scored once.
   ``results["protocol"]`` records what identifies the labeled subsets
@@ -207,7 +210,8 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
     taps = [t for t in taps if t != FINAL] if e.linear_probe else []
     probe_model = tap_outputs(encoder, taps + [FINAL])
     test_feats = dict(zip(taps + [FINAL], encode(probe_model, test.images)))
-    enabled = [fn for fn, on in PROTOCOLS.values() if on(e)]
+    enabled = [(name, fn) for name, (fn, on) in PROTOCOLS.items() if on(e)]
+    spent = {name: 0.0 for name, _ in enabled}     # seconds per protocol, over all subsets
 
     tasks = [(n, s) for n in e.label_counts for s in e.seeds]
     runs: dict[tuple, list] = {}
@@ -220,9 +224,11 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
                             features=dict(zip(taps + [FINAL], encode(probe_model, sub.images))),
                             test_features=test_feats, test=test, eval_cfg=e, num_classes=num_classes,
                             new_encoder=new_encoder, encoder_label=encoder_label, encoder=encoder)
-        for protocol in enabled:
+        for protocol_name, protocol in enabled:
+            t_p = time.perf_counter()
             for (method, name), acc in protocol(ctx).items():
                 runs.setdefault((method, name, n), []).append(acc)
+            spent[protocol_name] += time.perf_counter() - t_p
     bar.close()
     rows = [{"method": method, "protocol": protocol, "labels": n,
              "mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": [float(v) for v in vals]}
@@ -233,4 +239,5 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
                          "scored_images": len(test), "labeled_pool": len(pool),
                          "validation_images": validation_images,
                          "subset_seeds": {f"{n}/{s}": subset_seed(n, s) for n, s in tasks}},
-            "rows": rows, "seconds": time.perf_counter() - t0}
+            "rows": rows, "seconds": time.perf_counter() - t0,
+            "protocol_seconds": {k: round(v, 3) for k, v in spent.items()}}

@@ -62,6 +62,10 @@ def test_protocol_rows_and_table(digits):
     md = results_markdown(res, "t")
     assert "| egomotion | frozen_mlp |" in md and "thesis: egomotion" in md
     assert res["protocol"]["test_images"] == 100 and res["protocol"]["labeled_pool"] == 250
+    # where the time went: one entry per enabled protocol, within the evaluation's time
+    spent = res["protocol_seconds"]
+    assert set(spent) == {"frozen_mlp", "random_frozen", "linear", "knn", "scratch"}
+    assert all(v > 0 for v in spent.values()) and sum(spent.values()) <= res["seconds"]
     # Same seeds, same numbers.
     again = evaluate_encoder(enc, lambda: build_encoder(comp, (28, 28, 1)), e, train, test,
                              validation_images=50, seed=0, encoder_label="egomotion", progress=False)
