@@ -29,6 +29,7 @@ smaller than the crop stops the pipeline with TensorFlow's error carrying the me
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence as Seq
 
@@ -55,7 +56,10 @@ class FramePairs:
     the poses' unit, yaw in radians, :mod:`.motion`'s conventions); ``labels``: axis ->
     int64 [P], its class under ``edges`` (axis -> bin edges, JSON-ready).
     ``frame_size``: (H, W) every frame is resized to when decoded (None: as stored);
-    ``channels``: 1 or 3, as decoded.
+    ``channels``: 1 or 3, as decoded. ``weights``: float64 [P], the probability of each
+    pair per draw (None: uniform), e.g. to balance close and far pairs (:func:`with_weights`).
+    ``labels`` may hold more than the motion classes (``close`` for SFA): every entry goes
+    into the batches.
     """
     paths: tuple[str, ...]
     offsets: tuple[int, ...]
@@ -67,16 +71,23 @@ class FramePairs:
     edges: dict
     frame_size: Optional[tuple[int, int]] = None
     channels: int = 3
+    weights: Optional[np.ndarray] = None
+
+    @property
+    def gaps(self) -> np.ndarray:
+        """int64 [P]: j - i of each pair (frames apart, signed)."""
+        return self.pairs[:, 1] - self.pairs[:, 0]
 
     def __len__(self) -> int:
         return int(self.pairs.shape[0])
 
 
-def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, pairs_per_sequence: Optional[int] = None,
+def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, min_gap: int = 1,
+                pairs_per_sequence: Optional[int] = None,
                 seed: int = 0, bins: int = 20, edges: Optional[dict] = None,
                 frame_size: Optional[tuple[int, int]] = None, channels: int = 3) -> FramePairs:
-    """The pairs of ``sequences`` at most ``max_gap`` frames apart (both directions): all of
-    them, or ``pairs_per_sequence`` drawn per sequence (seeded by ``seed`` and the
+    """The pairs of ``sequences`` ``min_gap`` to ``max_gap`` frames apart (both directions):
+    all of them, or ``pairs_per_sequence`` drawn per sequence (seeded by ``seed`` and the
     sequence's position); their classes under ``edges``, or under ``bins`` balanced
     quantile bins per axis fitted on these pairs when ``edges`` is None; ``frame_size``,
     ``channels``: how the pipeline decodes the frames."""
@@ -84,10 +95,16 @@ def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, pairs_per_sequence: O
         raise ValueError("no sequences")
     paths, offsets, names, pairs, seq_of, motions = [], [], [], [], [], []
     for k, s in enumerate(sequences):
-        p = sample_pairs(len(s.frames), max_gap, pairs_per_sequence, seed=seed * 1000 + k)
+        p = sample_pairs(len(s.frames), max_gap, None, seed=0)
+        p = p[np.abs(p[:, 1] - p[:, 0]) >= min_gap]
         if len(p) == 0:
-            raise ValueError(f"sequence {s.name!r} has {len(s.frames)} frame(s): no pair at most "
+            raise ValueError(f"sequence {s.name!r} has {len(s.frames)} frame(s): no pair {min_gap} to "
                              f"{max_gap} apart")
+        if pairs_per_sequence is not None:
+            if pairs_per_sequence > len(p):
+                raise ValueError(f"sequence {s.name!r}: asked for {pairs_per_sequence} pairs, it has "
+                                 f"{len(p)} {min_gap} to {max_gap} frames apart")
+            p = p[np.random.default_rng(seed * 1000 + k).choice(len(p), pairs_per_sequence, replace=False)]
         motions.append(pair_motion(s.poses, p))
         offsets.append(len(paths))
         pairs.append(p + offsets[-1])
@@ -101,6 +118,19 @@ def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, pairs_per_sequence: O
                       labels=motion_labels(motion, edges), edges=edges,
                       frame_size=None if frame_size is None else tuple(int(v) for v in frame_size),
                       channels=int(channels))
+
+
+def with_weights(pairs: FramePairs, weights, **labels) -> FramePairs:
+    """``pairs`` drawn with probability proportional to ``weights`` (float [P], >= 0, not all
+    0), with extra ``labels`` (name -> int [P]) added to what the batches carry."""
+    w = np.asarray(weights, np.float64)
+    if w.shape != (len(pairs),) or not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
+        raise ValueError(f"weights must be {len(pairs)} finite values >= 0, not all 0")
+    extra = {k: np.asarray(v, np.int64) for k, v in labels.items()}
+    for k, v in extra.items():
+        if v.shape != (len(pairs),):
+            raise ValueError(f"label {k!r} has shape {v.shape}, want ({len(pairs)},)")
+    return dataclasses.replace(pairs, weights=w / w.sum(), labels={**pairs.labels, **extra})
 
 
 def _decode(path, channels: int, resize):
@@ -125,12 +155,17 @@ def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step
     paths = tf.constant(pairs.paths)
     first = tf.constant(pairs.pairs[:, 0])
     second = tf.constant(pairs.pairs[:, 1])
-    labels = {a: tf.constant(pairs.labels[a].astype(np.int32)) for a in AXES}
+    labels = {a: tf.constant(np.asarray(v).astype(np.int32)) for a, v in pairs.labels.items()}
+    logits = None if pairs.weights is None else tf.constant(
+        np.log(np.maximum(pairs.weights, 1e-300))[None, :], tf.float32)
     resize, channels = pairs.frame_size, pairs.channels
 
     def draw(step):
         s_idx, s_crop = tf.unstack(tf.random.experimental.stateless_split(batch_seed(seed, step), 2))
-        idx = tf.random.stateless_uniform([batch_size], s_idx, 0, n, dtype=tf.int64)
+        if logits is None:
+            idx = tf.random.stateless_uniform([batch_size], s_idx, 0, n, dtype=tf.int64)
+        else:
+            idx = tf.random.stateless_categorical(logits, batch_size, s_idx, dtype=tf.int64)[0]
         crop_seeds = tf.random.experimental.stateless_split(s_crop, batch_size)
         return tf.data.Dataset.from_tensor_slices((idx, crop_seeds))
 

@@ -28,12 +28,12 @@ from typing import Optional
 
 import numpy as np
 
-from keras_ssl.config import ConfigError, num
-from keras_ssl.data.frames import FramePairs, frame_pair_batches, frame_pairs
+from keras_ssl.config import num
+from keras_ssl.data.frames import FramePairs, frame_pairs
 from keras_ssl.data.motion import AXES
 from keras_ssl.data.sequences import SequenceData
 from keras_ssl.files import write_json_atomic
-from keras_ssl.pretext.base import Pretext
+from keras_ssl.pretext.sequence_base import SequencePretext
 from keras_ssl.registry import Params, register
 
 
@@ -49,35 +49,16 @@ class OdometryParams(Params):
     seed: int = num(0, 0)
 
 
-class OdometryPretext(Pretext):
+class OdometryPretext(SequencePretext):
+    name = "odometry"
+
     def __init__(self, params: OdometryParams, image_shape):
-        super().__init__(view_names=("first", "second"), view_shape=tuple(image_shape),
-                         targets={a: params.bins for a in AXES})
-        self.params = params
-        self.pairs: Optional[FramePairs] = None
+        super().__init__(params, image_shape, targets={a: params.bins for a in AXES})
 
-    def prepare(self, data) -> FramePairs:
-        if not isinstance(data, SequenceData):
-            raise ConfigError("pretext 'odometry' needs frame sequences with poses: data.dataset "
-                              "'kitti_odometry' or 'tum_rgbd'")
+    def pairs_of(self, data: SequenceData) -> FramePairs:
         p = self.params
-        if data.channels != self.view_shape[2]:
-            raise ConfigError(f"data.channels is {data.channels}, the encoder input has "
-                              f"{self.view_shape[2]}")
-        self.pairs = frame_pairs(data.sequences, p.max_frame_gap, pairs_per_sequence=p.pairs_per_sequence,
-                                 seed=p.seed, bins=p.bins, frame_size=data.frame_size,
-                                 channels=data.channels)
-        return self.pairs
-
-    def batches(self, data, batch_size, seed, start_step, end_step, threads=1):
-        if not isinstance(data, FramePairs):
-            raise ConfigError("pretext 'odometry' samples frame pairs (its prepare's output)")
-        return frame_pair_batches(data, batch_size, seed, start_step, end_step,
-                                  crop=self.view_shape[:2], threads=max(threads, 2) if threads else 0)
-
-    def __call__(self, images, index, seed):
-        raise TypeError("pretext 'odometry' makes its batches from frame pairs (batches), "
-                        "not from a batch of single images")
+        return frame_pairs(data.sequences, p.max_frame_gap, pairs_per_sequence=p.pairs_per_sequence,
+                           seed=p.seed, bins=p.bins, frame_size=data.frame_size, channels=data.channels)
 
     def save(self, run_dir) -> None:
         if self.pairs is None:

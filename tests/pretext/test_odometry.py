@@ -40,14 +40,18 @@ def kitti(tmp_path):
 
 
 def cfg_for(root, steps=4, pretext=None, dataset="kitti_odometry", **data):
-    return config_from_dict({
+    return config_from_dict(_raw(root, steps, pretext, dataset, **data))
+
+
+def _raw(root, steps=4, pretext=None, dataset="kitti_odometry", **data):
+    return {
         "name": "drive", "encoder": {"name": "convnet", "filters": [4, 8], "output": "gap"},
         "pretext": pretext or {"name": "odometry", "max_frame_gap": 3, "bins": 4},
         "method": {"name": "classify", "hidden": 8, "dropout": 0.0},
         "data": {"dataset": dataset, "path": str(root), "sequences": ["00", "01"], "camera": "image_0",
                  "image_size": 28, "channels": 1, **data},
         "train": {"steps": steps, "batch_size": 8, "steps_per_execution": 2, "checkpoint_every": 2,
-                  "log_every": 2, "sample_examples": 2, "learning_rate": 0.05}})
+                  "log_every": 2, "sample_examples": 2, "learning_rate": 0.05}}
 
 
 def quiet(*_):
@@ -104,3 +108,34 @@ def test_pretext_and_data_that_cannot_work_together_are_refused(kitti, tmp_path)
     with pytest.raises(ConfigError, match="data.channels is 3"):
         pretext = registry.build("pretext", cfg_for(kitti).pretext, (28, 28, 1))
         pretext.prepare(SequenceData((), None, 3))
+
+
+# -- sfa_time: close / far by time ---------------------------------------------
+
+def test_sfa_time_labels_close_by_gap_and_draws_the_asked_share(kitti):
+    seqs = read_kitti_odometry(kitti, ["00", "01"], camera="image_0")
+    pretext = registry.build("pretext", cfg_for(kitti, pretext={"name": "sfa_time", "close_frames": 2,
+                                                                "far_frames": 8}).pretext, (28, 28, 1))
+    pairs = pretext.prepare(SequenceData(tuple(seqs), None, 1))
+    gaps = np.abs(pairs.gaps)
+    assert gaps.min() == 1 and gaps.max() == 8
+    np.testing.assert_array_equal(pairs.labels["close"], (gaps <= 2).astype(int))
+    uniform_share = float(np.mean(gaps <= 2))
+    assert uniform_share < 0.4                         # close pairs are the minority of all pairs
+    drawn = [labels for _, labels in pretext.batches(pairs, 64, 0, 0, 10)]
+    close = np.concatenate([l["close"].numpy() for l in drawn])
+    gap = np.concatenate([l["gap"].numpy() for l in drawn])
+    np.testing.assert_array_equal(close, (np.abs(gap) <= 2).astype(int))   # the label is the gap's
+    assert 0.42 < close.mean() < 0.58                   # close_ratio 0.5 of 640 draws
+    np.testing.assert_array_equal(gap, pairs.gaps[np.concatenate([l["pair"].numpy() for l in drawn])])
+
+
+def test_sfa_time_trains_with_the_contrastive_method(kitti, tmp_path):
+    cfg = config_from_dict({**_raw(kitti), "pretext": {"name": "sfa_time", "close_frames": 2, "far_frames": 6},
+                            "method": {"name": "contrastive", "margin": 10.0}})
+    s = run(cfg, tmp_path / "run", progress=False, evaluate=False, export=False, log=quiet)
+    assert np.isfinite(s["pretrain"]["final"]["loss"])
+    doc = json.loads((tmp_path / "run" / "sfa_pairs.json").read_text())
+    assert doc["close_pairs"] + doc["far_pairs"] == doc["pairs"] and abs(doc["close_probability"] - 0.5) < 1e-9
+    with pytest.raises(ConfigError, match="far_frames .* must exceed close_frames"):
+        config_from_dict({**_raw(kitti), "pretext": {"name": "sfa_time", "close_frames": 7, "far_frames": 7}})

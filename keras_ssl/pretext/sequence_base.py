@@ -1,0 +1,49 @@
+"""The base of pretexts on frame sequences with poses (``odometry``, ``sfa_time``).
+
+A subclass builds its frame-pair index from the sequences in :meth:`pairs_of` (which pairs,
+which labels, which draw weights); this base checks the data, keeps the index for
+:meth:`Pretext.save`, and makes the batches with :func:`keras_ssl.data.frames.frame_pair_batches`
+(frames decoded in tf.data, one random crop of the encoder's input size from both frames).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from keras_ssl.config import ConfigError
+from keras_ssl.data.frames import FramePairs, frame_pair_batches
+from keras_ssl.data.sequences import SequenceData
+from keras_ssl.pretext.base import Pretext
+
+
+class SequencePretext(Pretext):
+    """Views ``first``, ``second`` (a pair's frames i then j); subclasses set ``name`` (the
+    registry name, for messages) and define :meth:`pairs_of`."""
+    name = "sequence"
+
+    def __init__(self, params, image_shape, targets):
+        super().__init__(view_names=("first", "second"), view_shape=tuple(image_shape), targets=targets)
+        self.params = params
+        self.pairs: Optional[FramePairs] = None
+
+    def pairs_of(self, data: SequenceData) -> FramePairs:
+        raise TypeError(f"{type(self).__name__} must define pairs_of")
+
+    def prepare(self, data) -> FramePairs:
+        if not isinstance(data, SequenceData):
+            raise ConfigError(f"pretext {self.name!r} needs frame sequences with poses: data.dataset "
+                              f"'kitti_odometry' or 'tum_rgbd'")
+        if data.channels != self.view_shape[2]:
+            raise ConfigError(f"data.channels is {data.channels}, the encoder input has "
+                              f"{self.view_shape[2]}")
+        self.pairs = self.pairs_of(data)
+        return self.pairs
+
+    def batches(self, data, batch_size, seed, start_step, end_step, threads=1):
+        if not isinstance(data, FramePairs):
+            raise ConfigError(f"pretext {self.name!r} samples frame pairs (its prepare's output)")
+        return frame_pair_batches(data, batch_size, seed, start_step, end_step,
+                                  crop=self.view_shape[:2], threads=max(threads, 2) if threads else 0)
+
+    def __call__(self, images, index, seed):
+        raise TypeError(f"pretext {self.name!r} makes its batches from frame pairs (batches), "
+                        f"not from a batch of single images")
