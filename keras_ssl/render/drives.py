@@ -56,7 +56,7 @@ def rot_y(a):
 
 
 @dataclass
-class Path:
+class DrivePath:
     """A path sampled on a fine time grid: ``times`` [F] (s, 0 at the first frame), ``poses``
     [F, 4, 4] in G, ``heading`` [F] (rad), ``speed`` [F] (m/s); ``frames``: the fine
     indices of the rendered frames (every ``substeps``-th from ``first``)."""
@@ -74,7 +74,7 @@ def _smooth_knots(rng, n_knots, sigma, std, mean=0.0):
 
 
 def drive_path(n_frames: int, rate: float, rng: np.random.Generator, substeps: int = 4,
-               pitch_roll_deg: float = 0.0, yaw_rate=None, speed=None) -> Path:
+               pitch_roll_deg: float = 0.0, yaw_rate=None, speed=None) -> DrivePath:
     """A smooth random forward path of ``n_frames`` frames at ``rate`` Hz, with
     :data:`EXTRA_S` seconds more before and after. ``yaw_rate`` (rad/s, > 0: turning right)
     and ``speed`` (m/s): constants or callables of time replacing the random ones (tests).
@@ -106,7 +106,7 @@ def drive_path(n_frames: int, rate: float, rng: np.random.Generator, substeps: i
     poses[:, :3, :3] = R
     poses[:, 0, 3], poses[:, 2, 3] = x, z
     frames = n_extra + substeps * np.arange(n_frames)
-    return Path(t, poses, heading, v, frames, substeps)
+    return DrivePath(t, poses, heading, v, frames, substeps)
 
 
 # --------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def _facing(centre_xz, toward_xz, width, height, bottom, ground_y):
     return p0, a, b
 
 
-def drive_world(path: Path, rng: np.random.Generator) -> World:
+def drive_world(path: DrivePath, rng: np.random.Generator) -> World:
     """Road, walls, billboards and poles along ``path`` (in G), textures from skimage.data."""
     xz = path.poses[:, [0, 2], 3]
     dist = _RasterDistance(xz)
@@ -301,7 +301,7 @@ def _save_png(path: Path, rgb: np.ndarray) -> None:
 class Drive:
     """One drive ready to render: its path, world, the written poses T_k (frame 0 = I),
     frame times (s) and intrinsics."""
-    path: Path
+    path: DrivePath
     world: World
     poses: np.ndarray
     times: np.ndarray

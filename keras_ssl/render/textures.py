@@ -96,24 +96,36 @@ class Texture:
 
 
 @lru_cache(maxsize=None)
-def _texture(name: str, tint: tuple, wrap: bool, contrast: float, crop: tuple) -> Texture:
+def _texture(name: str, grey: bool, wrap: bool, contrast: float, crop: tuple) -> Texture:
     img = skimage_image(name)
     if crop:
         y0, y1, x0, x1 = crop
         h, w = img.shape[:2]
         img = img[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)]
-    if tint:
-        grey = img.mean(axis=2, keepdims=True)
-        m = float(grey.mean())
-        grey = m + contrast * (grey - m)
-        img = grey / max(m, 1.0) * np.asarray(tint, np.float32)[None, None, :]
+    if grey:
+        g = img.mean(axis=2, keepdims=True)
+        m = max(float(g.mean()), 1.0)
+        img = np.repeat(1.0 + contrast * (g / m - 1.0), 3, axis=2)     # mean 1
     return Texture(img, wrap)
 
 
-def texture(name: str, tint=None, wrap: bool = True, contrast: float = 1.0, crop=()) -> Texture:
-    """The (cached) :class:`Texture` of ``skimage.data.<name>``. ``tint`` (r, g, b in 0..255):
-    the image made grey, scaled so that its mean is ``tint`` and its contrast about the mean
-    multiplied by ``contrast`` (grass becomes green, gravel asphalt, ...); None keeps its
-    colours. ``crop``: (y0, y1, x0, x1) as fractions of the image."""
-    return _texture(name, None if tint is None else tuple(float(c) for c in tint), bool(wrap),
-                    float(contrast), tuple(crop))
+class Tinted:
+    """A grey :class:`Texture` of mean 1 times a colour: what :func:`texture` returns for a tint."""
+
+    def __init__(self, base: Texture, tint):
+        self.base, self.tint = base, np.asarray(tint, np.float32)
+        self.width, self.height, self.wrap = base.width, base.height, base.wrap
+        self.mean = self.tint * base.mean
+
+    def sample(self, s, t, footprint):
+        return self.base.sample(s, t, footprint) * self.tint
+
+
+def texture(name: str, tint=None, wrap: bool = True, contrast: float = 1.0, crop=()):
+    """The :class:`Texture` of ``skimage.data.<name>`` (its mip pyramid cached). ``tint``
+    (r, g, b in 0..255): the image made grey, its contrast about the mean multiplied by
+    ``contrast``, scaled so that its mean is ``tint`` (grass becomes green, gravel asphalt,
+    ...); None keeps its colours. ``crop``: (y0, y1, x0, x1) as fractions of the image."""
+    base = _texture(name, tint is not None, bool(wrap), float(contrast) if tint is not None else 1.0,
+                    tuple(crop))
+    return base if tint is None else Tinted(base, tint)
