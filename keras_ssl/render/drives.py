@@ -84,7 +84,8 @@ def drive_path(n_frames: int, rate: float, rng: np.random.Generator, substeps: i
     total = (n_frames - 1) * substeps + 1 + 2 * n_extra
     t = (np.arange(total) - n_extra) * dt
     knot_t = np.arange(t[0] - 1.0, t[-1] + 2.0, 1.0)
-    w_knots = np.clip(_smooth_knots(rng, len(knot_t), 2.0, YAW_RATE_STD), -YAW_RATE_MAX, YAW_RATE_MAX)
+    w_knots = _smooth_knots(rng, len(knot_t), 2.0, YAW_RATE_STD)
+    w_knots = np.clip(w_knots - w_knots.mean(), -YAW_RATE_MAX, YAW_RATE_MAX)   # as many right as left turns
     v_knots = np.clip(_smooth_knots(rng, len(knot_t), 3.0, SPEED_STD, SPEED_MEAN), SPEED_MIN, SPEED_MAX)
     w = np.interp(t, knot_t, w_knots)
     v = np.interp(t, knot_t, v_knots)
