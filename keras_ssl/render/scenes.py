@@ -19,6 +19,9 @@ from keras_ssl.render.raycast import BandGround, Rects, World, intrinsics, rende
 #: Scene classes in the order ``--classes K`` takes them.
 CLASSES = ("street", "field", "corridor", "plaza", "forest", "shore", "gallery", "night_street",
            "stadium", "canyon")
+#: Per-image exposure (a factor drawn in this range) and white balance (each channel's
+#: factor within 1 +- this).
+EXPOSURE, WHITE_BALANCE = (0.55, 1.35), 0.15
 
 
 class _Builder:
@@ -206,7 +209,10 @@ def render_scene(name: str, seed, size: int = 64) -> np.ndarray:
     world, pose, fov = scene(name, rng)
     f = (size / 2) / np.tan(np.radians(fov) / 2)
     K = intrinsics(f, f, (size - 1) / 2, (size - 1) / 2)
-    return render_view(world, pose, K, size, size).rgb
+    rgb = render_view(world, pose, K, size, size).rgb
+    # exposure and white balance per image, so that a class is not told by its mean colour alone
+    gain = rng.uniform(*EXPOSURE) * rng.uniform(1 - WHITE_BALANCE, 1 + WHITE_BALANCE, 3)
+    return np.clip(np.rint(rgb * gain), 0, 255).astype(np.uint8)
 
 
 def write_scenes(out: Path, n_classes: int, per_class: int, test_per_class: int, size: int = 64,
