@@ -79,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--test-per-class", type=_at_least(0), default=20, help="test images per class (default 20)")
     s.add_argument("--size", type=_size_square, default=64, help="side of the square images (default 64)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--palette", choices=("own", "shared"), default="own",
+                   help="own: each class its colours (default); shared: every colour drawn from one pool "
+                        "(harder: only layout and texture tell the classes apart)")
     for q in (d, s):
         q.add_argument("--overwrite", action="store_true",
                        help="write into a non-empty --out (replacing what this command writes)")
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
                   f"{args.layout}) in {r['seconds']:.1f} s: {r['images_per_s']:.1f} images/s -> {out}")
         else:
             r = write_scenes(out, args.classes, args.per_class, args.test_per_class, args.size, args.seed,
-                             args.overwrite, not args.no_progress)
+                             args.overwrite, not args.no_progress, args.palette)
             print(f"rendered {r['images']} images ({args.classes} classes x {args.per_class} train + "
                   f"{args.test_per_class} test, {args.size}x{args.size}) in {r['seconds']:.1f} s: "
                   f"{r['images_per_s']:.1f} images/s -> {out}")

@@ -188,6 +188,18 @@ def test_drives_same_seed_same_bytes(tmp_path):
     assert (tmp_path / "a" / "poses/00.txt").read_bytes() != (tmp_path / "c" / "poses/00.txt").read_bytes()
 
 
+def test_shared_palette(scenes, tmp_path):
+    """--palette shared: the same layouts (same camera draws) in colours from one pool."""
+    assert main(["scenes", "--out", str(tmp_path), "--classes", "6", "--per-class", "10", "--test-per-class", "6",
+                 "--size", "24", "--seed", "1", "--palette", "shared", "--no-progress"]) == 0
+    own, shared = _tree(scenes, "train"), _tree(tmp_path, "train")
+    assert {c: len(v) for c, v in own.items()} == {c: len(v) for c, v in shared.items()}
+    mean = lambda tree: np.stack([np.mean([_png(p).reshape(-1, 3).mean(0) for p in tree[c]], 0)  # noqa: E731
+                                  for c in sorted(tree)])
+    # class mean colours spread less across classes when every class draws from one pool
+    assert mean(shared).std(0).mean() < mean(own).std(0).mean()
+
+
 @pytest.mark.parametrize("argv, named", [
     (["drives", "--size", "128"], "--size"),
     (["drives", "--size", "12xabc"], "--size"),
@@ -197,6 +209,7 @@ def test_drives_same_seed_same_bytes(tmp_path):
     (["scenes", "--size", "32x32"], "--size"),
     (["scenes", "--per-class", "0"], "--per-class"),
     (["scenes", "--classes", str(len(CLASSES) + 1)], "--classes"),
+    (["scenes", "--palette", "pastel"], "--palette"),
 ])
 def test_bad_arguments_name_the_argument(tmp_path, capsys, argv, named):
     with pytest.raises(SystemExit) as e:
