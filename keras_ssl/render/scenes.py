@@ -104,7 +104,7 @@ def scene(name: str, rng: np.random.Generator, palette: str = "own"):
         else:
             kw = dict(horizon=jit((205, 215, 228)), zenith=jit((75, 125, 205)))
     elif name == "field":
-        ground = BandGround(lambda x, z: np.zeros_like(x), [(tx.texture("grass", tint=jit((95, 140, 55))), 3.0, np.inf)])
+        ground = _plain(tx.texture("grass", tint=jit((95, 140, 55))), 3.0)
         heading = rng.uniform(-np.pi, np.pi)
         for _ in range(int(rng.integers(0, 4))):
             r, a = rng.uniform(30, 120), rng.uniform(-np.pi, np.pi)
@@ -161,8 +161,9 @@ def scene(name: str, rng: np.random.Generator, palette: str = "own"):
         heading = np.radians(rng.uniform(-35, 35))
         x = rng.uniform(-1, 1)
         plaster = b.tex("gravel", jit((225, 220, 210), 10), contrast=0.25)
-        for (cx, cz), toward, w in (((0, depth), (0, 0), 2 * half_w), ((half_w, depth / 2 - 1), (0, depth / 2 - 1), depth + 2),
-                                    ((-half_w, depth / 2 - 1), (0, depth / 2 - 1), depth + 2)):
+        mid = depth / 2 - 1
+        for (cx, cz), toward, w in (((0, depth), (0, 0), 2 * half_w), ((half_w, mid), (0, mid), depth + 2),
+                                    ((-half_w, mid), (0, mid), depth + 2)):
             b.rect((cx, cz), toward, w, 3.5, 0.0, h, plaster, 2.0, 2.0, 0.9)
         for _ in range(int(rng.integers(3, 7))):
             wall = int(rng.integers(3))
@@ -189,8 +190,9 @@ def scene(name: str, rng: np.random.Generator, palette: str = "own"):
             w = 2 * radius * np.sin(np.pi / n) + 0.2
             b.rect((radius * np.sin(a), radius * np.cos(a)), (0, 0), w, rng.uniform(6, 9), 0.0, h,
                    b.tex(str(rng.choice(["text", "page", "coins"])), jit((180, 180, 190))), 3.0, 3.0)
-        ground = BandGround(lambda x, z: np.sqrt(x * x + z * z), [(tx.texture("grass", tint=(70, 150, 60), contrast=0.6), 2.0, radius - 6),
-                                                                  (tx.texture("gravel", tint=(170, 80, 60)), 2.0, np.inf)])
+        pitch_tex = tx.texture("grass", tint=(70, 150, 60), contrast=0.6)
+        track = tx.texture("gravel", tint=(170, 80, 60))
+        ground = BandGround(lambda x, z: np.sqrt(x * x + z * z), [(pitch_tex, 2.0, radius - 6), (track, 2.0, np.inf)])
         kw = dict(horizon=jit((200, 210, 225)), zenith=jit((70, 120, 210)))
     elif name == "canyon":
         heading = np.radians(rng.uniform(-20, 20))

@@ -107,6 +107,23 @@ def test_frames_consistent_with_poses(kitti, i, j):
     assert err < 0.6 * _ground_warp_error(rgb_i, view_i.depth, ground, rgb_j, seq.poses[i], shifted, K)[0]
 
 
+def test_pitch_roll_frames_consistent_with_poses():
+    """--pitch-roll: the poses are not planar any more, and frames still match them."""
+    drive = make_drive(11, 12, SIZE, pitch_roll_deg=2.0)
+    m = relative_motion(drive.poses[:-1], drive.poses[1:])
+    assert np.all(m.tz > 0)
+    tilt = np.degrees(np.arccos(np.clip(drive.poses[:, 1, 1], -1, 1)))    # camera y axis off the world's
+    assert tilt.max() > 0.3
+    i, j = 3, 6
+    vi, vj = render_frame(drive, i), render_frame(drive, j)
+    ground = vi.surface == GROUND
+    err, n = _ground_warp_error(vi.rgb, vi.depth, ground, vj.rgb, drive.poses[i], drive.poses[j], drive.K)
+    assert n > 0.1 * ground.sum()
+    T_bad = drive.poses[j].copy()
+    T_bad[:3, :3] = T_bad[:3, :3] @ rot_y(np.radians(2.0))
+    assert err < 0.5 * _ground_warp_error(vi.rgb, vi.depth, ground, vj.rgb, drive.poses[i], T_bad, drive.K)[0]
+
+
 @pytest.mark.parametrize("rate", [0.3, -0.3])
 def test_turn_direction_gives_yaw_sign(rate):
     """A path turning right (heading towards +x, the camera's right) gives yaw > 0, left < 0;
