@@ -4,7 +4,7 @@ labeled scene set (class-per-folder), offline, from the images scikit-image ship
     python -m keras_ssl.render drives --out DIR --sequences 3 --frames 600 [--size 128x384]
         [--layout kitti|tum] [--seed 0] [--pitch-roll DEG] [--overwrite] [--no-progress]
     python -m keras_ssl.render scenes --out DIR --classes 8 --per-class 60 [--test-per-class 20]
-        [--size 64] [--seed 0] [--overwrite] [--no-progress]
+        [--size 64] [--seed 0] [--palette own|shared] [--overwrite] [--no-progress]
 
 Same arguments, same bytes. An existing, non-empty ``--out`` is refused unless
 ``--overwrite`` (which replaces only what the command writes). See docs/render.md.

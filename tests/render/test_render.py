@@ -249,3 +249,20 @@ def test_out_not_empty_needs_overwrite(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert main(["scenes", "--out", str(tmp_path / "f"), "--no-progress"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_module_entry_point(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    run = lambda *a: subprocess.run([sys.executable, "-m", "keras_ssl.render", *a], cwd=root,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    bad = run("drives", "--out", str(tmp_path / "o"), "--size", "64-192")
+    assert bad.returncode == 2 and "--size" in bad.stderr
+    ok = run("scenes", "--out", str(tmp_path / "s"), "--classes", "2", "--per-class", "1", "--test-per-class", "0",
+             "--size", "16", "--no-progress")
+    assert ok.returncode == 0, ok.stderr
+    assert "images/s" in ok.stdout
+    assert len(list((tmp_path / "s" / "train").rglob("*.png"))) == 2
