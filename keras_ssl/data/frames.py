@@ -51,10 +51,11 @@ class FramePairs:
 
     ``paths``: every frame's path, sequences concatenated in order; ``offsets[k]``: the
     global id of sequence k's first frame; ``names``: the sequences' names.
-    ``pairs``: int64 [P, 2], global frame ids (i, j); ``sequence``: int64 [P], the
-    sequence of each pair. ``motion``: the relative motion i -> j of each pair (tx, tz in
-    the poses' unit, yaw in radians, :mod:`.motion`'s conventions); ``labels``: axis ->
-    int64 [P], its class under ``edges`` (axis -> bin edges, JSON-ready).
+    ``pairs``: int64 [P, 2], global frame ids (i, j) (or [P, K], tuples of K frames:
+    :func:`frame_tuples`); ``sequence``: int64 [P], the sequence of each pair.
+    ``motion``: the relative motion i -> j of each pair (tx, tz in the poses' unit, yaw in
+    radians, :mod:`.motion`'s conventions; None for tuples); ``labels``: axis -> int64
+    [P], its class under ``edges`` (axis -> bin edges, JSON-ready).
     ``frame_size``: (H, W) every frame is resized to when decoded (None: as stored);
     ``channels``: 1 or 3, as decoded. ``weights``: float64 [P], the probability of each
     pair per draw (None: uniform), e.g. to balance close and far pairs (:func:`with_weights`).
@@ -120,6 +121,32 @@ def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, min_gap: int = 1,
                       channels=int(channels))
 
 
+def frame_tuples(sequences: Seq[Sequence], tuples: Seq[np.ndarray], labels: Seq[dict], *,
+                 frame_size: Optional[tuple[int, int]] = None, channels: int = 3) -> FramePairs:
+    """An index of frame tuples given per sequence: ``tuples[k]`` int [P_k, K] frame ids of
+    sequence k (local), ``labels[k]`` name -> int [P_k]; no motion classes (``motion`` None,
+    ``edges`` empty). For pretexts that choose their own frames (Shuffle & Learn's triplets)."""
+    paths, offsets, names, rows, seq_of = [], [], [], [], []
+    for k, (s, t) in enumerate(zip(sequences, tuples)):
+        t = np.asarray(t, np.int64)
+        if t.size and (t.min() < 0 or t.max() >= len(s.frames)):
+            raise ValueError(f"sequence {s.name!r}: frame ids outside 0..{len(s.frames) - 1}")
+        offsets.append(len(paths))
+        rows.append(t + offsets[-1])
+        seq_of.append(np.full(len(t), k, np.int64))
+        paths.extend(str(f) for f in s.frames)
+        names.append(s.name)
+    pairs = np.concatenate(rows)
+    if len(pairs) == 0:
+        raise ValueError("no frame tuples")
+    keys = set(labels[0]) if labels else set()
+    joined = {key: np.concatenate([np.asarray(l[key], np.int64) for l in labels]) for key in keys}
+    return FramePairs(paths=tuple(paths), offsets=tuple(offsets), names=tuple(names), pairs=pairs,
+                      sequence=np.concatenate(seq_of), motion=None, labels=joined, edges={},
+                      frame_size=None if frame_size is None else tuple(int(v) for v in frame_size),
+                      channels=int(channels))
+
+
 def with_weights(pairs: FramePairs, weights, **labels) -> FramePairs:
     """``pairs`` drawn with probability proportional to ``weights`` (float [P], >= 0, not all
     0), with extra ``labels`` (name -> int [P]) added to what the batches carry."""
@@ -142,19 +169,22 @@ def _decode(path, channels: int, resize):
 
 
 def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step: int,
-                       end_step: int, *, crop: tuple[int, int], threads: int = 2) -> tf.data.Dataset:
+                       end_step: int, *, crop: tuple[int, int], threads: int = 2,
+                       views: tuple[str, ...] = ("first", "second")) -> tf.data.Dataset:
     """Dataset of global batches for steps [start_step, end_step) (see the module
-    docstring). ``crop``: (h, w) of the crop taken at one offset from both frames, after
-    each frame is decoded with ``pairs.channels`` channels and resized to
+    docstring). ``crop``: (h, w) of the crop taken at one offset from every frame of an
+    example, after each frame is decoded with ``pairs.channels`` channels and resized to
     ``pairs.frame_size`` (area averaging; None: as stored); ``threads``: examples decoded
-    at once (0: autotuned), which does not change the batches."""
+    at once (0: autotuned), which does not change the batches. ``views``: the view names,
+    one per column of ``pairs.pairs`` (an index of triplets has three)."""
     n = len(pairs)
     if n == 0:
         raise ValueError("no frame pairs")
+    if len(views) != pairs.pairs.shape[1]:
+        raise ValueError(f"{len(views)} view names for tuples of {pairs.pairs.shape[1]} frames")
     ch, cw = (int(c) for c in crop)
     paths = tf.constant(pairs.paths)
-    first = tf.constant(pairs.pairs[:, 0])
-    second = tf.constant(pairs.pairs[:, 1])
+    columns = [tf.constant(pairs.pairs[:, k]) for k in range(len(views))]
     labels = {a: tf.constant(np.asarray(v).astype(np.int32)) for a, v in pairs.labels.items()}
     logits = None if pairs.weights is None else tf.constant(
         np.log(np.maximum(pairs.weights, 1e-300))[None, :], tf.float32)
@@ -170,21 +200,21 @@ def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step
         return tf.data.Dataset.from_tensor_slices((idx, crop_seeds))
 
     def example(idx, crop_seed):
-        p1, p2 = tf.gather(paths, tf.gather(first, idx)), tf.gather(paths, tf.gather(second, idx))
-        a, b = _decode(p1, channels, resize), _decode(p2, channels, resize)
-        shape = tf.shape(a)
+        files = [tf.gather(paths, tf.gather(c, idx)) for c in columns]
+        frames = [_decode(f, channels, resize) for f in files]
+        shape = tf.shape(frames[0])
         checks = [tf.debugging.Assert(tf.reduce_all(tf.equal(shape, tf.shape(b))),
-                                      [SIZE_ERROR, p1, shape, p2, tf.shape(b)], summarize=4),
-                  tf.debugging.Assert(tf.reduce_all(shape[:2] >= tf.constant([ch, cw])),
-                                      [CROP_ERROR, p1, p2, shape, "crop", tf.constant([ch, cw])],
-                                      summarize=4)]
+                                      [SIZE_ERROR, files[0], shape, f, tf.shape(b)], summarize=4)
+                  for f, b in zip(files[1:], frames[1:])]
+        checks.append(tf.debugging.Assert(tf.reduce_all(shape[:2] >= tf.constant([ch, cw])),
+                                          [CROP_ERROR, *files, shape, "crop", tf.constant([ch, cw])],
+                                          summarize=4))
         with tf.control_dependencies(checks):
             s_y, s_x = tf.unstack(tf.random.experimental.stateless_split(crop_seed, 2))
             y = tf.random.stateless_uniform([], s_y, 0, shape[0] - ch + 1, dtype=tf.int32)
             x = tf.random.stateless_uniform([], s_x, 0, shape[1] - cw + 1, dtype=tf.int32)
-        views = {"first": tf.ensure_shape(a[y:y + ch, x:x + cw], [ch, cw, channels]),
-                 "second": tf.ensure_shape(b[y:y + ch, x:x + cw], [ch, cw, channels])}
-        return views, {**{k: tf.gather(v, idx) for k, v in labels.items()}, "pair": idx}
+        out = {v: tf.ensure_shape(f[y:y + ch, x:x + cw], [ch, cw, channels]) for v, f in zip(views, frames)}
+        return out, {**{k: tf.gather(v, idx) for k, v in labels.items()}, "pair": idx}
 
     ds = tf.data.Dataset.range(start_step, end_step).flat_map(draw)
     ds = ds.map(example, num_parallel_calls=threads or tf.data.AUTOTUNE, deterministic=True)

@@ -16,12 +16,13 @@ from keras_ssl.pretext.base import Pretext
 
 
 class SequencePretext(Pretext):
-    """Views ``first``, ``second`` (a pair's frames i then j); subclasses set ``name`` (the
-    registry name, for messages) and define :meth:`pairs_of`."""
+    """Views ``first``, ``second`` (a pair's frames i then j; ``views``: other names, one
+    per frame of the index's tuples); subclasses set ``name`` (the registry name, for
+    messages) and define :meth:`pairs_of`."""
     name = "sequence"
 
-    def __init__(self, params, image_shape, targets):
-        super().__init__(view_names=("first", "second"), view_shape=tuple(image_shape), targets=targets)
+    def __init__(self, params, image_shape, targets, views=("first", "second")):
+        super().__init__(view_names=tuple(views), view_shape=tuple(image_shape), targets=targets)
         self.params = params
         self.pairs: Optional[FramePairs] = None
 
@@ -42,7 +43,8 @@ class SequencePretext(Pretext):
         if not isinstance(data, FramePairs):
             raise ConfigError(f"pretext {self.name!r} samples frame pairs (its prepare's output)")
         return frame_pair_batches(data, batch_size, seed, start_step, end_step,
-                                  crop=self.view_shape[:2], threads=max(threads, 2) if threads else 0)
+                                  crop=self.view_shape[:2], threads=max(threads, 2) if threads else 0,
+                                  views=self.view_names)
 
     def __call__(self, images, index, seed):
         raise TypeError(f"pretext {self.name!r} makes its batches from frame pairs (batches), "

@@ -133,3 +133,40 @@ def test_resize_grey_and_errors_name_the_files(tmp_path):
         first_batch(frame_pairs(seqs, max_gap=1, bins=2, frame_size=(H, W)), crop=(H + 5, W))
     with pytest.raises(ValueError, match="'one' has 1 frame"):
         frame_pairs([Sequence(name="one", frames=[tmp_path / "x.png"], poses=np.eye(4)[None])], max_gap=2)
+
+
+# -- Shuffle & Learn's triplets: the order label is the order of the frames -----
+
+def test_shuffle_learn_triplets_are_in_order_or_have_the_middle_outside(kitti):
+    from keras_ssl import registry
+    from keras_ssl.config import Component
+    from keras_ssl.data.sequences import SequenceData
+    from keras_ssl.pretext.shuffle_learn import ShuffleLearnParams
+
+    seqs = read_kitti_odometry(kitti, ["00", "01"])
+    pretext = registry.build("pretext", Component("shuffle_learn", ShuffleLearnParams(spacing=(1, 2))),
+                             (8, 10, 3))
+    index = pretext.prepare(SequenceData(tuple(seqs), None, 3))
+    assert index.pairs.shape[1] == 3 and pretext.view_names == ("first", "middle", "last")
+    views, labels = next(iter(pretext.batches(index, 64, 1, 0, 1)))
+    ids = {v: np.round(views[v].numpy()[:, 0, 0, 2] * 255).astype(int) // 10 for v in views}
+    f, m, l = ids["first"], ids["middle"], ids["last"]
+    order, g = labels["in_order"].numpy(), labels["spacing"].numpy()
+    assert 0 < order.mean() < 1                                     # both kinds drawn
+    np.testing.assert_array_equal(l - f, 2 * g)                     # b and d, 2 spacings apart
+    pos = order == 1
+    np.testing.assert_array_equal(m[pos], f[pos] + g[pos])          # c between them
+    assert np.all((m[~pos] == f[~pos] - g[~pos]) | (m[~pos] == l[~pos] + g[~pos]))   # a or e
+    np.testing.assert_array_equal(views["first"].numpy()[..., :2], views["last"].numpy()[..., :2])
+
+
+def test_shuffle_learn_keeps_windows_with_enough_motion(kitti):
+    from keras_ssl.pretext.shuffle_learn import triplets
+
+    poses = read_kitti_odometry(kitti, ["00"])[0].poses
+    all_t, _, g = triplets(poses, (1,), 0.0, np.random.default_rng(0))
+    assert len(all_t) == 12 - 4          # every b with a = b - 1 >= 0 and e = b + 3 <= 11
+    moved = np.linalg.norm(poses[all_t[:, 0] + 2][:, :3, 3] - poses[all_t[:, 0]][:, :3, 3], axis=1)
+    cut = float(np.median(moved))
+    kept, _, _ = triplets(poses, (1,), cut, np.random.default_rng(0))
+    np.testing.assert_array_equal(kept[:, 0], all_t[moved >= cut, 0])

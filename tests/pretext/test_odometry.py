@@ -139,3 +139,11 @@ def test_sfa_time_trains_with_the_contrastive_method(kitti, tmp_path):
     assert doc["close_pairs"] + doc["far_pairs"] == doc["pairs"] and abs(doc["close_probability"] - 0.5) < 1e-9
     with pytest.raises(ConfigError, match="far_frames .* must exceed close_frames"):
         config_from_dict({**_raw(kitti), "pretext": {"name": "sfa_time", "close_frames": 7, "far_frames": 7}})
+
+
+def test_shuffle_learn_trains_three_towers_with_classify(kitti, tmp_path):
+    cfg = config_from_dict({**_raw(kitti), "pretext": {"name": "shuffle_learn", "spacing": [1, 2]}})
+    s = run(cfg, tmp_path / "run", progress=False, evaluate=False, export=False, log=quiet)
+    assert np.isfinite(s["pretrain"]["final"]["loss"]) and "in_order_acc" in s["pretrain"]["final"]
+    doc = json.loads((tmp_path / "run" / "shuffle_learn.json").read_text())
+    assert doc["in_order"] + doc["out_of_order"] == doc["triplets"] > 0
