@@ -14,8 +14,8 @@ import keras
 import tensorflow as tf
 
 from keras_ssl.config import num
-from keras_ssl.methods.base import (NO_FACTS, DatasetFacts, DenseInit, Method, dense_initializer,
-                                    siamese_features, view_inputs)
+from keras_ssl.methods.base import (NO_FACTS, DatasetFacts, DenseInit, Method, SplitViews, StackViews,
+                                    dense_initializer, siamese_features, view_inputs)
 from keras_ssl.registry import Params, register
 
 
@@ -27,10 +27,21 @@ class ClassifyParams(Params):
       features; 0: the heads sit directly on the features.
     - ``dropout``: dropout rate after the top layer (0: none).
     - ``init``: dense initialisation: ``"caffe"`` N(0, 0.005) or ``"glorot"``.
+    - ``top_convs``: filter counts of 3x3 convolutions (ReLU, "same" padding) on the views'
+      last feature maps concatenated along the channels, before the dense layer: the
+      thesis's KITTI top, C256-C128-F500-D-Op, is ``[256, 128]`` with ``hidden`` 500
+      (empty: the dense layer sits on the flattened features, the MNIST top). Needs an
+      encoder whose ``features`` layer flattens a map (``bcnn``/``alexnet`` with
+      ``features: "last"``).
     """
     hidden: int = num(1000, 0)
     dropout: float = num(0.5, 0.0, 1.0)
     init: DenseInit = "caffe"
+    top_convs: tuple[int, ...] = ()
+
+    def validate(self):
+        if any(f < 1 for f in self.top_convs):
+            raise ValueError(f"top_convs must list filter counts >= 1, got {list(self.top_convs)}")
 
 
 class PretextClassifier(Method):
@@ -49,6 +60,24 @@ class PretextClassifier(Method):
         return loss, metrics
 
 
+def _conv_top(p: ClassifyParams, encoder: keras.Model, inputs: list) -> keras.KerasTensor:
+    """The views' last feature maps (the input of the encoder's flattening ``features``
+    layer), side by side along the channels, through ``p.top_convs``; flattened."""
+    names = [l.name for l in encoder.layers]
+    feat = encoder.get_layer("features") if "features" in names else None
+    if not isinstance(feat, keras.layers.Flatten):
+        raise ValueError(f"method.top_convs needs an encoder whose 'features' layer flattens a feature "
+                         f"map (bcnn or alexnet with features 'last'); {encoder.name}'s does not")
+    maps = keras.Model(encoder.inputs, feat.input, name=f"{encoder.name}_maps")
+    stacked = StackViews(name="stack_views")(inputs) if len(inputs) > 1 else inputs[0]
+    x = maps(stacked)
+    if len(inputs) > 1:
+        x = SplitViews(len(inputs), concat=True, name="towers")(x)
+    for k, f in enumerate(p.top_convs, 1):
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"top_conv{k}")(x)
+    return keras.layers.Flatten(name="top_flat")(x)
+
+
 @register("method", "classify", ClassifyParams)
 def build_classify(p: ClassifyParams, encoder: keras.Model, pretext, *,
                    facts: DatasetFacts = NO_FACTS) -> PretextClassifier:
@@ -56,7 +85,7 @@ def build_classify(p: ClassifyParams, encoder: keras.Model, pretext, *,
         raise ValueError("method 'classify' needs a pretext with classification targets")
     init = dense_initializer(p.init)
     inputs = view_inputs(pretext)
-    x = siamese_features(encoder, inputs)
+    x = _conv_top(p, encoder, inputs) if p.top_convs else siamese_features(encoder, inputs)
     if p.hidden:
         x = keras.layers.Dense(p.hidden, activation="relu", kernel_initializer=init, name="top")(x)
         if p.dropout:
