@@ -258,7 +258,6 @@ class DeepClusterMethod(Method):
         self.state = ClusterState(self.num_images)
         #: One dict per reclustering done by this object (step, timings): not checkpointed.
         self.reclusterings: list[dict] = []
-        self._features_fn = (None, None)
 
     # -- the loss --------------------------------------------------------------
 
@@ -294,13 +293,14 @@ class DeepClusterMethod(Method):
 
     def features(self, encoder: keras.Model, images: np.ndarray) -> np.ndarray:
         """float32 [n, D]: ``encoder`` in inference mode on uint8 ``images`` [n, H, W, C]
-        (scaled to [0, 1], whole, not augmented), ``feature_batch`` at a time."""
-        fn_for, fn = self._features_fn
-        if fn_for is not encoder:
-            fn = tf.function(lambda x: tf.cast(encoder(tf.cast(x, tf.float32) / 255.0, training=False),
-                                               tf.float32),
-                             input_signature=[tf.TensorSpec([None, *images.shape[1:]], tf.uint8)])
-            self._features_fn = (encoder, fn)
+        (scaled to [0, 1], whole, not augmented), ``feature_batch`` at a time.
+
+        The function is traced anew each call (a fraction of a second): keeping it, or
+        ``encoder``, on the method would make a float32 copy of the encoder part of the
+        tracked model (its weights trainable variables of the method, in checkpoints)."""
+        fn = tf.function(lambda x: tf.cast(encoder(tf.cast(x, tf.float32) / 255.0, training=False),
+                                           tf.float32),
+                         input_signature=[tf.TensorSpec([None, *images.shape[1:]], tf.uint8)])
         b = self.params.feature_batch
         out = [fn(tf.constant(images[i:i + b])).numpy() for i in range(0, len(images), b)]
         return np.concatenate(out, axis=0).reshape(len(images), -1)
