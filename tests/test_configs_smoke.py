@@ -147,7 +147,6 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: whose full run has not been measured. It must say so in its "cost" and carry no
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
-    "mnist_deepcluster.json": "new (issue 17): its full run has not been made",
 }
 
 
