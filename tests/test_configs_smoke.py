@@ -42,6 +42,10 @@ SLOW = {
                                        "the harness and tests/methods/test_pirl.py, ~15 s",
     "mnist_moco.json": "MoCo's whole job: method, momentum weights and queue covered by "
                        "tests/methods (harness; test_moco: queue, momentum update, replicas, resume), ~15 s",
+    "mnist_deepcluster.json": "DeepCluster's whole job (two reclusterings of the smoke's 512 images): "
+                              "method, reclustering, head reset and checkpointed assignment covered by "
+                              "tests/methods (harness; test_deepcluster: k-means, re-seeding, steps, "
+                              "replicas, resume), ~15 s",
 }
 
 
@@ -81,6 +85,12 @@ def test_config_smoke_run(rel, tmp_path):
         names = [n for n, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))]
         assert any(n.startswith("method/momentum_encoder/weights/") for n in names)
         assert any(n.startswith("method/queue/keys") for n in names)
+    if cfg.method.name == "deepcluster":                                   # the assignment too, reclustered
+        names = [n for n, _ in tf.train.list_variables(str(tmp_path / "checkpoints"))]
+        assert any(n.startswith("method/state/assignment") for n in names)
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        every = cfg.method.params.recluster_every
+        assert [h["step"] for h in summary["pretrain"]["hooks"]] == list(range(0, cfg.train.steps, every))
 
 
 def test_every_config_file_is_picked_up():
@@ -172,3 +182,16 @@ def test_moco_config_holds_the_papers_settings():
     assert p.momentum == 0.999 and p.temperature == 0.2 and p.embedding == 128 and p.head_hidden > 0
     assert p.queue_size < 60000 and cfg.train.lr_schedule == "cosine" and cfg.train.monitor_every > 0
     assert load_config(CONFIGS / "mnist_moco.json", smoke=True).train.steps <= 8
+
+
+def test_deepcluster_config_holds_the_papers_settings():
+    """DeepCluster's settings: PCA 256 with whitening, 10x the digits' classes as clusters,
+    20 k-means iterations, uniform weight over clusters; its smoke reclusters twice."""
+    cfg = load_config(CONFIGS / "mnist_deepcluster.json")
+    p = cfg.method.params
+    assert cfg.method.name == "deepcluster" and cfg.pretext.name == "augment" and cfg.pretext.params.views == 1
+    assert p.pca_dim == 256 and p.whiten and p.clusters == 10 * 10 and p.kmeans_iters == 20 and p.balance
+    assert p.cluster_images is None and cfg.train.monitor_every > 0
+    smoke = load_config(CONFIGS / "mnist_deepcluster.json", smoke=True)
+    assert smoke.train.steps <= 8 and smoke.train.steps > smoke.method.params.recluster_every
+    assert smoke.method.params.clusters <= smoke.data.max_pretrain_images

@@ -6,7 +6,10 @@ defines the loss per example; the trainer runs :meth:`Method.replica_step`
 inside ``strategy.run``. A method with state beyond its weights (a memory
 bank) updates it in :meth:`Method.after_step` (or overrides ``replica_step``)
 and keeps that state in ``tf.Variable``s tracked by the model, so checkpoints
-carry it.
+carry it. A method whose state is recomputed on the host from the whole
+pretraining set between steps (DeepCluster's k-means) does it in
+:meth:`Method.before_steps`, and says when through :meth:`Method.steps_before_hook`
+(the trainer ends its multi-step chunks there).
 
 Every method builder has the signature
 ``builder(params, encoder, pretext, *, facts=NO_FACTS) -> Method``: what the
@@ -16,7 +19,7 @@ the sampler's ``index`` label addresses) comes as ``facts``, from the trainer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 import keras
 import tensorflow as tf
@@ -33,6 +36,24 @@ class DatasetFacts:
     not known; a method that needs it refuses to build.
     """
     num_images: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class HookContext:
+    """What :meth:`Method.before_steps` gets from the trainer, on the host, between steps.
+
+    ``images``: the uint8 pretraining images [N, H, W, C] (row i is the image of the
+    sampler's ``index`` i); ``seed``: the run's seed (``seed`` of the config);
+    ``encoder()``: the encoder computing in float32 (the trained one itself, or a
+    float32 copy holding its weights under a mixed precision policy), for inference;
+    ``strategy``: the run's ``tf.distribute`` strategy; ``optimizer``: the run's
+    optimizer (e.g. to reset the slots of re-initialised weights).
+    """
+    images: Any
+    seed: int
+    encoder: Callable[[], keras.Model]
+    strategy: Any = None
+    optimizer: Any = None
 
 
 #: The facts of a builder called without any (a method that needs one refuses to build).
@@ -144,6 +165,23 @@ class Method(keras.Model):
         """Update state beyond the weights from this step's (replica-local)
         outputs, after the optimizer step; default: nothing. Runs in replica
         context: a method that keeps a memory bank gathers across replicas here."""
+        return None
+
+    def steps_before_hook(self, step: int) -> Optional[int]:
+        """How many steps the trainer may run from ``step`` (steps done so far) before
+        it calls :meth:`before_steps` again; None (the default): any number (the
+        hook is still called before every chunk of steps, and does nothing)."""
+        return None
+
+    def before_steps(self, step: int, context: HookContext) -> Optional[dict]:
+        """Called by the trainer on the host (cross-replica context, outside any
+        ``tf.function``) before it runs the steps after ``step`` steps done,
+        including before the first step and at the start of a resumed run. A
+        method that recomputes state from the whole pretraining set does it here
+        (assigning its variables: under a mirrored strategy every replica gets the
+        value). Returns None or ``{tag: float}`` scalars for TensorBoard and the
+        summary (``summary["hooks"]``); the time it takes is left out of the
+        training rate. Default: nothing."""
         return None
 
     def eval_step(self, views, labels):

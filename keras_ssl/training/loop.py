@@ -4,7 +4,9 @@ Why a custom loop: ``fit`` under MultiWorkerMirroredStrategy fails in Keras
 3.15 (see README, Decisions), and memory-bank methods need control over what
 crosses replicas. The loop runs ``steps_per_execution`` steps per
 ``tf.function`` call (the step itself XLA-compiled on a single device),
-checkpoints every ``checkpoint_every`` steps, resumes from the latest
+checkpoints every ``checkpoint_every`` steps, calls the method's
+``before_steps`` hook on the host before each chunk of steps (a chunk ends where
+``steps_before_hook`` says the next call is due), resumes from the latest
 checkpoint, stops on a non-finite loss or a checkpoint it cannot write (disk
 full, read-only: the last good one stays), and writes TensorBoard summaries.
 """
@@ -19,7 +21,7 @@ import tensorflow as tf
 
 from keras_ssl import registry
 from keras_ssl.encoders import build_encoder
-from keras_ssl.methods.base import DatasetFacts
+from keras_ssl.methods.base import DatasetFacts, HookContext
 from keras_ssl.training.errors import (PEER_ERRORS, Interrupted, TrainingError, cannot_write, latest_on_disk,
                                       peer_lost)
 from keras_ssl.training.optimizer import make_optimizer
@@ -217,6 +219,10 @@ class Pretrainer:
         Every ``train.log_every`` steps the loss and metrics (means over the
         steps since the last write), ``examples_per_s`` and ``learning_rate``
         go to TensorBoard; the last such write is ``summary["final"]``.
+        Before each chunk of steps the method's ``before_steps`` hook runs (chunks
+        end where ``steps_before_hook`` says); the scalars it returns go to
+        TensorBoard and ``summary["hooks"]`` (``{"step": ..., **scalars}``), and its
+        time is left out of ``examples_per_s``.
         """
         t = self.cfg.train
         built_for = self.facts.num_images
@@ -238,6 +244,8 @@ class Pretrainer:
         t0 = time.perf_counter()
         step, last = start, {}
         multi_worker = isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        context = HookContext(images=images, seed=self.cfg.seed, encoder=self.float32_encoder,
+                              strategy=self.strategy, optimizer=self.optimizer)
         with StopRequests() as stop:   # SIGINT / SIGTERM: finish the step, save, stop
             # Several workers stop together, at a step they agree on (preemption.py).
             together = ClusterStop(self.strategy, lambda: stop.signum, self.save,
@@ -245,6 +253,10 @@ class Pretrainer:
             try:
                 while step < t.steps:
                     n = min(t.steps_per_execution, t.steps - step)
+                    limit = self.method.steps_before_hook(step)
+                    if limit is not None:
+                        n = min(n, max(1, int(limit)))
+                    self._hook(step, context, writer, window, summary)
                     try:
                         sums = {k: float(v) for k, v in self._chunk_fn(n)(iterator).items()}
                     except tuple(getattr(tf.errors, e) for e in PEER_ERRORS) as e:
@@ -298,6 +310,17 @@ class Pretrainer:
         except (OSError, tf.errors.OpError) as e:
             where = self.manager.directory
             raise cannot_write(f"checkpoint to {where}", where, e, where) from None
+
+    def _hook(self, step: int, context: HookContext, writer, window: LogWindow, summary: dict) -> None:
+        """The method's ``before_steps`` at ``step``: its scalars to TensorBoard and
+        ``summary["hooks"]``; its time left out of ``window``'s rate."""
+        t_hook = time.perf_counter()
+        values = self.method.before_steps(step, context)
+        if values:
+            values = {k: float(v) for k, v in values.items()}
+            write_scalars(writer, step, values)
+            summary.setdefault("hooks", []).append({"step": step, **values})
+        window.leave_out(time.perf_counter() - t_hook)
 
     def _monitor(self, monitor, step: int, writer, window: LogWindow) -> dict:
         """``{"step": step, **monitor(encoder)}``, its values also written to

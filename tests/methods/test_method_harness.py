@@ -69,6 +69,9 @@ CASES = {
     "moco": Case({"name": "augment", "views": 2}, {"embedding": 16, "head_hidden": 16, "queue_size": 20,
                                                    "momentum": 0.9},
                  lambda pre, p: {"query": (p.embedding,), "key": (p.embedding,)}),
+    # 4 clusters of the 32 images, reclustered before step 1 (the 2 steps end before the next)
+    "deepcluster": Case({"name": "augment"}, {"clusters": 4, "pca_dim": 4},
+                        lambda pre, p: {"logits": (p.clusters,)}),
 }
 
 METHODS = registry.names("method")

@@ -159,3 +159,34 @@ def test_sigterm_stops_at_the_step_boundary_with_a_checkpoint_there(tmp_path, di
     assert info.value.step == 2 and info.value.exit_code == 128 + signal.SIGTERM
     assert t.manager.latest_checkpoint.endswith("-2")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_before_steps_hook_runs_before_every_chunk_where_the_method_says(tmp_path, digits):
+    """Method.before_steps runs on the host before every chunk, with the steps done, the
+    images and the run's seed; Method.steps_before_hook caps the chunk (here: chunks end
+    at multiples of 3 although steps_per_execution is 4); the scalars it returns go to
+    summary["hooks"] and TensorBoard, and the steps run are the same as without it."""
+    images, _ = digits(32)
+    cfg = small_cfg(steps=8, steps_per_execution=4, checkpoint_every=8, log_every=8)
+    t = trainer(cfg, tmp_path / "hooked")
+    calls = []
+
+    def hook(step, context):
+        calls.append((step, int(t.step.numpy()), context.images is images, context.seed))
+        return {"hook/step": float(step)} if step % 3 == 0 else None
+
+    t.method.steps_before_hook = lambda step: 3 - step % 3
+    t.method.before_steps = hook
+    s = t.train(images)
+    assert [c[0] for c in calls] == [0, 3, 6]                  # chunks of 3, 3, 2 steps
+    assert all(done == step and same and seed == cfg.seed for step, done, same, seed in calls)
+    assert s["hooks"] == [{"step": k, "hook/step": float(k)} for k in (0, 3, 6)]
+    tags = set()
+    for f in (tmp_path / "hooked" / "tb" / "pretrain").glob("events.out.tfevents.*"):
+        for e in tf.compat.v1.train.summary_iterator(str(f)):
+            tags |= {v.tag for v in e.summary.value}
+    assert "hook/step" in tags
+    plain = trainer(cfg, tmp_path / "plain")
+    plain.train(images)
+    for a, b in zip(weights(plain), weights(t)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
