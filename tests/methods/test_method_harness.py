@@ -28,7 +28,7 @@ import pytest
 
 import keras_ssl.encoders  # noqa: F401  (registers the project's layers for load_model)
 from keras_ssl import registry
-from support import as_float, sample, small_cfg, synthetic_digits, trainer, weights
+from support import TINY_CONVNET, as_float, sample, small_cfg, synthetic_digits, trainer, weights
 
 N_IMAGES = 32
 BATCH = 8
@@ -40,6 +40,8 @@ class Case:
     pretext: dict          # a compatible pretext's config section
     method: dict           # the method's settings for a tiny run (its other params: defaults)
     outputs: Callable      # (pretext, method params) -> {output name: shape after the batch dim}
+    data: dict = None      # the data section (None: 28x28x1 images; colour methods: channels 3)
+    encoder: dict = None   # the encoder section (None: support.TINY_CONVNET)
 
 
 #: method -> its harness case. A new method gets a row here (the table must be complete).
@@ -63,6 +65,13 @@ CASES = {
     "moco": Case({"name": "augment", "views": 2}, {"embedding": 16, "head_hidden": 16, "queue_size": 20,
                                                    "momentum": 0.9},
                  lambda pre, p: {"query": (p.embedding,), "key": (p.embedding,)}),
+    # RGB images (28x28x3): the pretext's views are L; targets on the 7x7 grid of stride 4
+    "colorization": Case({"name": "colorization"}, {"channels": 8},
+                         lambda pre, p: {"ab_logits": (7, 7, 262)}, data={"channels": 3}),
+    # the channel_split encoder of two tiny convnets, one on L, one on ab
+    "split_brain": Case({"name": "lab"}, {"channels": 8, "l_bins": 10},
+                        lambda pre, p: {"ab_logits": (7, 7, 262), "L_logits": (7, 7, p.l_bins)},
+                        data={"channels": 3}, encoder={"name": "channel_split", "encoder": TINY_CONVNET}),
 }
 
 METHODS = registry.names("method")
@@ -80,7 +89,7 @@ class Run:
     before: list           # trainable weights before the steps
     features_before: np.ndarray
     summary: dict
-    x: object              # float images [N, 28, 28, 1]
+    x: object              # float images [N, 28, 28, C] (C: the case's data.channels)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +102,8 @@ def runs(tmp_path_factory):
             case = CASES[name]
             cfg = small_cfg({"name": name, **case.method}, case.pretext, seed=1, batch_size=BATCH,
                             steps=2, steps_per_execution=2, checkpoint_every=2, log_every=2,
-                            sample_examples=0, weight_decay=0.0)
-            images, _ = synthetic_digits(N_IMAGES)
+                            sample_examples=0, weight_decay=0.0, data=case.data, encoder=case.encoder)
+            images, _ = synthetic_digits(N_IMAGES, channels=cfg.data.channels)
             x = as_float(images)
             t = trainer(cfg, tmp_path_factory.mktemp(name), num_images=N_IMAGES)
             before, features = weights(t), t.encoder(x, training=False).numpy()
