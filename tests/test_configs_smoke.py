@@ -39,6 +39,12 @@ SLOW = {
     "mnist_pirl.json": "PIRL's whole job: method and bank covered by tests/methods, ~14 s",
     "mnist_moco.json": "MoCo's whole job: method, momentum weights and queue covered by "
                        "tests/methods (harness; test_moco: queue, momentum update, replicas, resume), ~15 s",
+    # The colour jobs load and resize the skimage sources and estimate the bin distribution
+    # before 8 steps: ~30 s each. In the default run: the methods (harness; test_colour_methods:
+    # targets, rebalancing, the halves' inputs, short runs, the RGB-in encoder's baselines and
+    # export), the data (tests/data/test_skimage_sets.py) and the conversion (tests/colour).
+    "photos_*.json": "the colour jobs (skimage crops, colorization, split-brain), ~30 s each: "
+                     "methods, data, baselines and export covered by the default run",
 }
 
 
@@ -137,6 +143,8 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: whose full run has not been measured. It must say so in its "cost" and carry no
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
+    "photos_colorization.json": "new (issue 17): colorization on the skimage crops",
+    "photos_split_brain.json": "new (issue 17): split-brain on the skimage crops",
 }
 
 

@@ -17,7 +17,8 @@ seeded by ``(data.crop_seed, purpose)``: the same seed gives the same crops.
 - ``data.eval_dataset: "skimage_sources"``: labeled: K = 11 classes, the source images
   :data:`SOURCES` (the 8 photographs and 3 grayscale textures), the label of a crop the
   index of its source in that tuple; ``data.eval_train_crops`` crops per class from the
-  train regions, ``data.eval_test_crops`` per class from the test regions. A crop's
+  train regions, ``data.eval_test_crops`` per class from the test regions, each split in
+  a seeded random order of classes. A crop's
   class is which image, so which scene or texture, it shows. The validation split is
   carved from the train crops (:func:`keras_ssl.data.split_validation`): same regions,
   so it is easier than the test set; it serves model selection only.
@@ -128,6 +129,10 @@ def skimage_sources(image_size: int, channels: int, train_per_class: int, test_p
     """(train, test) ImageSets of the labeled source-identification set (module docstring)."""
     from keras_ssl.data.core import ImageSet
     k = len(SOURCES)
-    tr = crops(SOURCES, [train_per_class] * k, image_size, channels, "train", (crop_seed, EVAL_TRAIN))
-    te = crops(SOURCES, [test_per_class] * k, image_size, channels, "test", (crop_seed, EVAL_TEST))
-    return ImageSet(*tr), ImageSet(*te)
+    out = []
+    for n, region, purpose in ((train_per_class, "train", EVAL_TRAIN), (test_per_class, "test", EVAL_TEST)):
+        images, labels = crops(SOURCES, [n] * k, image_size, channels, region, (crop_seed, purpose))
+        # classes mixed (seeded): the first N test images (eval.max_test_images) cover them all
+        order = np.random.default_rng((crop_seed, purpose, 1)).permutation(len(labels))
+        out.append(ImageSet(images[order], labels[order]))
+    return tuple(out)

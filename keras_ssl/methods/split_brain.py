@@ -3,7 +3,7 @@ Unsupervised Learning by Cross-Channel Prediction"): two disjoint sub-networks, 
 predicting the ab channels from L, the other L from ab; the representation is the
 concatenation of the two halves' features.
 
-- Input: pretext ``lab``'s one view ``lab`` (L / 100, a / 110, b / 110); encoder
+- Input: pretext ``split_brain``'s one view ``lab`` (L / 100, a / 110, b / 110); encoder
   ``channel_split`` with groups [1, 2] named ``L`` and ``ab`` (the builder refuses any
   other), so half ``L`` sees only channel 0 and half ``ab`` only channels 1-2. The
   evaluated and exported encoder takes RGB, converts to Lab inside and returns both
@@ -83,7 +83,7 @@ class SplitBrain(Method):
         p = self.params
         for key in ("L", "ab"):
             if key not in labels:
-                raise ValueError(f"method 'split_brain' needs labels 'L' and 'ab' (pretext 'lab'), "
+                raise ValueError(f"method 'split_brain' needs labels 'L' and 'ab' (pretext 'split_brain'), "
                                  f"got labels {sorted(labels)}")
         ab_bins, ab_w = colour_bins.soft_encode(target_ab(labels["ab"], p.target_stride), self.centres,
                                                 p.soft_neighbours, p.soft_sigma)
@@ -102,7 +102,7 @@ class SplitBrain(Method):
 @register("method", "split_brain", SplitBrainParams)
 def build_split_brain(p: SplitBrainParams, encoder: keras.Model, pretext, *,
                       facts: DatasetFacts = NO_FACTS) -> SplitBrain:
-    check_lab_pretext("split_brain", pretext, "Lab", "lab")
+    check_lab_pretext("split_brain", pretext, "Lab", "split_brain")
     th, tw = check_target_grid("split_brain", pretext.view_shape, p.target_stride)
     centres = colour_bins.gamut_bins(p.ab_grid)
     inputs = view_inputs(pretext)

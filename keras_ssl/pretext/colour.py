@@ -13,7 +13,7 @@ Both take RGB images (``data.channels`` 3), mirror each left-right with probabil
   evaluated and exported encoder takes RGB images and sees their L channel, as Zhang et
   al. evaluate their colorization features on grayscale images. Use method
   ``colorization``.
-- ``lab``: one view ``lab``, (L / 100, a / 110, b / 110) [B, H, W, 3]; input transform
+- ``split_brain``: one view ``lab``, (L / 100, a / 110, b / 110) [B, H, W, 3]; input transform
   ``LabInput("Lab")``. Use method ``split_brain`` with encoder ``channel_split``
   (groups [1, 2]), whose halves see L and ab.
 """
@@ -73,7 +73,7 @@ def build_colorization(params: ColourParams, image_shape) -> LabPretext:
     return LabPretext(params, image_shape, "L", "L")
 
 
-@register("pretext", "lab", ColourParams)
+@register("pretext", "split_brain", ColourParams)
 def build_lab(params: ColourParams, image_shape) -> LabPretext:
-    _check_rgb("lab", image_shape)
+    _check_rgb("split_brain", image_shape)
     return LabPretext(params, image_shape, "lab", "Lab")

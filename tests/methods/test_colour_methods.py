@@ -34,7 +34,7 @@ def colorization(tmp_path, flip_prob=0.5, **method):
 
 
 def split_brain(tmp_path, **method):
-    cfg = small_cfg({"name": "split_brain", "channels": 8, "l_bins": 10, **method}, {"name": "lab"},
+    cfg = small_cfg({"name": "split_brain", "channels": 8, "l_bins": 10, **method}, {"name": "split_brain"},
                     encoder=SPLIT_ENCODER, data=DATA, sample_examples=0, weight_decay=0.0)
     return trainer(cfg, tmp_path)
 
@@ -120,7 +120,7 @@ def test_split_brain_halves_get_their_own_channels(tmp_path):
 
 
 def test_split_brain_refuses_a_single_encoder(tmp_path):
-    cfg = small_cfg({"name": "split_brain"}, {"name": "lab"}, data=DATA)
+    cfg = small_cfg({"name": "split_brain"}, {"name": "split_brain"}, data=DATA)
     with pytest.raises(ValueError, match="channel_split"):
         trainer(cfg, tmp_path)
 
@@ -161,3 +161,16 @@ def test_a_short_run_lowers_the_loss(make, tmp_path):
     assert summary["start_step"] == 0 and np.isfinite(summary["final"]["loss"])
     after = loss()
     assert after < before - 0.05, (before, after)
+
+
+def test_the_exported_split_brain_encoder_serves_rgb_images(tmp_path):
+    """Export sees one encoder like any other: RGB in, Lab inside, both halves' features
+    (and a half's tap) out, equal to the Keras encoder's."""
+    from keras_ssl.export import export_encoder
+    t = split_brain(tmp_path / "run")
+    x = tf.constant(colour_images(3) / 255.0, tf.float32)
+    path = export_encoder(t.encoder, tmp_path / "export", "sb", taps=["ab_features"])
+    served = tf.saved_model.load(str(path)).signatures["serving_default"](images=x)
+    np.testing.assert_allclose(served["features"].numpy(), t.encoder(x).numpy(), rtol=1e-5, atol=1e-6)
+    d_l = t.encoder.get_layer("L_features").output.shape[-1]
+    np.testing.assert_allclose(served["ab_features"].numpy(), served["features"].numpy()[:, d_l:], atol=1e-6)

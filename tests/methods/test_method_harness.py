@@ -69,7 +69,7 @@ CASES = {
     "colorization": Case({"name": "colorization"}, {"channels": 8},
                          lambda pre, p: {"ab_logits": (7, 7, 262)}, data={"channels": 3}),
     # the channel_split encoder of two tiny convnets, one on L, one on ab
-    "split_brain": Case({"name": "lab"}, {"channels": 8, "l_bins": 10},
+    "split_brain": Case({"name": "split_brain"}, {"channels": 8, "l_bins": 10},
                         lambda pre, p: {"ab_logits": (7, 7, 262), "L_logits": (7, 7, p.l_bins)},
                         data={"channels": 3}, encoder={"name": "channel_split", "encoder": TINY_CONVNET}),
 }
