@@ -143,8 +143,6 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: whose full run has not been measured. It must say so in its "cost" and carry no
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
-    "photos_colorization.json": "new (issue 17): colorization on the skimage crops",
-    "photos_split_brain.json": "new (issue 17): split-brain on the skimage crops",
 }
 
 
