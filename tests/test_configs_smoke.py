@@ -46,6 +46,12 @@ SLOW = {
                               "method, reclustering, head reset and checkpointed assignment covered by "
                               "tests/methods (harness; test_deepcluster: k-means, re-seeding, steps, "
                               "replicas, resume), ~15 s",
+    # The colour jobs load and resize the skimage sources and estimate the bin distribution
+    # before 8 steps: ~30 s each. In the default run: the methods (harness; test_colour_methods:
+    # targets, rebalancing, the halves' inputs, short runs, the RGB-in encoder's baselines and
+    # export), the data (tests/data/test_skimage_sets.py) and the conversion (tests/colour).
+    "photos_*.json": "the colour jobs (skimage crops, colorization, split-brain), ~30 s each: "
+                     "methods, data, baselines and export covered by the default run",
 }
 
 

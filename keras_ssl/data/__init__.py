@@ -11,6 +11,10 @@ Sources (``data.dataset`` / ``data.eval_dataset`` in the config):
 - ``"tfds:<name>"``: a TensorFlow Datasets builder (online, or prepared under
   ``data.tfds_data_dir``).
 - ``"folder"``: PNG/JPEG/BMP/GIF/WebP files under ``data.path`` (recursively), unlabeled.
+- ``"skimage_photos"`` (pretraining) and ``"skimage_sources"`` (labeled, 11 classes):
+  offline colour crops of the photographs and textures scikit-image ships
+  (:mod:`keras_ssl.data.skimage_sets`, ``docs/colour.md``).
+- ``"folder_labeled"`` (labeled): ``data.eval_path/{train,test}/<class>/*`` images.
 
 Frame sequences with camera poses (``"kitti_odometry"``, ``"tum_rgbd"``) are indexed, not
 loaded, by :mod:`keras_ssl.data.sequences`; their relative-motion labels come from

@@ -184,18 +184,39 @@ def _folder(path: Optional[str], image_size: int, channels: int, limit: Optional
 # Public API
 # --------------------------------------------------------------------------
 
+#: The evaluation datasets by name (besides ``"tfds:<name>"``).
+LABELED = ("mnist", "skimage_sources", "folder_labeled")
+#: The pretraining datasets by name (besides ``"tfds:<name>"``).
+PRETRAIN = ("mnist", "folder", "skimage_photos")
+
+
+def eval_options(data_cfg) -> dict:
+    """The keyword options of :func:`load_labeled` that a DataConfig sets."""
+    return {"eval_path": data_cfg.eval_path, "crop_seed": data_cfg.crop_seed,
+            "eval_train_crops": data_cfg.eval_train_crops, "eval_test_crops": data_cfg.eval_test_crops}
+
+
 def load_labeled(name: str, image_size: int = 28, channels: int = 1,
-                 tfds_data_dir: Optional[str] = None) -> tuple[ImageSet, ImageSet]:
-    """(train, test) labeled splits of an evaluation dataset."""
-    check_labeled(name, image_size, channels)
+                 tfds_data_dir: Optional[str] = None, *, eval_path: Optional[str] = None,
+                 crop_seed: int = 0, eval_train_crops: int = 200,
+                 eval_test_crops: int = 100) -> tuple[ImageSet, ImageSet]:
+    """(train, test) labeled splits of an evaluation dataset (``data.eval_dataset``;
+    the keyword options are the DataConfig keys of the same names, :func:`eval_options`)."""
+    check_labeled(name, image_size, channels, eval_path=eval_path)
     if name == "mnist":
         return _mnist()
+    if name == "skimage_sources":
+        from keras_ssl.data.skimage_sets import skimage_sources
+        return skimage_sources(image_size, channels, eval_train_crops, eval_test_crops, crop_seed)
+    if name == "folder_labeled":
+        return (_labeled_folder(Path(eval_path) / "train", image_size, channels),
+                _labeled_folder(Path(eval_path) / "test", image_size, channels, like=Path(eval_path) / "train"))
     n = name[5:]
     return (_tfds(n, "train", tfds_data_dir, image_size, channels),
             _tfds(n, "test", tfds_data_dir, image_size, channels))
 
 
-def check_labeled(name: str, image_size: int, channels: int) -> None:
+def check_labeled(name: str, image_size: int, channels: int, *, eval_path: Optional[str] = None) -> None:
     """Raise DataError unless evaluation dataset ``name`` can serve images of
     ``image_size`` x ``image_size`` x ``channels``: without loading it, so a run
     can be refused before it pretrains (the encoder takes the pretraining size)."""
@@ -206,8 +227,43 @@ def check_labeled(name: str, image_size: int, channels: int) -> None:
                 f"data.image_size={image_size}, data.channels={channels}: evaluate on labeled "
                 f"images of that size (data.eval_dataset 'tfds:<name>'), or pass --skip-eval")
         return
+    if name == "skimage_sources":
+        if channels not in (1, 3):
+            raise DataError(f"data.eval_dataset 'skimage_sources' has gray and RGB images: "
+                            f"data.channels must be 1 or 3, got {channels}")
+        return
+    if name == "folder_labeled":
+        if not eval_path:
+            raise DataError("data.eval_dataset 'folder_labeled' needs data.eval_path (a directory holding "
+                            "train/<class>/ and test/<class>/ image folders)")
+        for split in ("train", "test"):
+            if not (Path(eval_path) / split).is_dir():
+                raise DataError(f"data.eval_path {eval_path}: no {split}/ directory "
+                                f"(folder_labeled reads {eval_path}/{split}/<class>/*)")
+        return
     if not name.startswith("tfds:") or len(name) == 5:
-        raise DataError(f"unknown evaluation dataset {name!r}: use 'mnist' or 'tfds:<name>'")
+        raise DataError(f"unknown evaluation dataset {name!r} (data.eval_dataset): use "
+                        f"{', '.join(repr(n) for n in LABELED)} or 'tfds:<name>'")
+
+
+def _labeled_folder(root: Path, image_size: int, channels: int, like: Optional[Path] = None) -> ImageSet:
+    """The images of ``root/<class>/`` (recursively), label = the class folder's index in
+    sorted order; ``like``: the train folder whose classes ``root`` must have exactly."""
+    import tensorflow as tf
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise DataError(f"no class folders under {root} (folder_labeled reads {root}/<class>/*)")
+    if like is not None:
+        train_classes = sorted(d.name for d in like.iterdir() if d.is_dir())
+        if classes != train_classes:
+            raise DataError(f"the class folders of {root} {classes} differ from those of {like} {train_classes}")
+    images, labels = [], []
+    for i, c in enumerate(classes):
+        _, files = _image_files(str(root / c))
+        for f in files:
+            images.append(_fit_image(tf, _decode(tf, f), image_size, channels))
+            labels.append(i)
+    return ImageSet(np.stack(images), np.asarray(labels, np.int64))
 
 
 def load_pretrain(data_cfg) -> ImageSet:
@@ -217,10 +273,17 @@ def load_pretrain(data_cfg) -> ImageSet:
     if name == "folder":
         imgs = _folder(data_cfg.path, data_cfg.image_size, data_cfg.channels,
                        data_cfg.max_pretrain_images, data_cfg.skip_unreadable)
+    elif name == "skimage_photos":
+        from keras_ssl.data.skimage_sets import skimage_photos
+        n = data_cfg.pretrain_crops
+        if data_cfg.max_pretrain_images:
+            n = min(n, data_cfg.max_pretrain_images)
+        imgs = ImageSet(skimage_photos(data_cfg.image_size, data_cfg.channels, n, data_cfg.crop_seed))
     elif name in ("mnist",) or name.startswith("tfds:"):
         imgs, _ = load_labeled(name, data_cfg.image_size, data_cfg.channels, data_cfg.tfds_data_dir)
     else:
-        raise DataError(f"unknown data.dataset {name!r}: use 'mnist', 'tfds:<name>' or 'folder'")
+        raise DataError(f"unknown data.dataset {name!r}: use {', '.join(repr(n) for n in PRETRAIN)} "
+                        f"or 'tfds:<name>'")
     images = imgs.images
     if data_cfg.max_pretrain_images:
         images = images[: data_cfg.max_pretrain_images]

@@ -75,3 +75,21 @@ class GroupedConv2D(keras.layers.Conv2D):
         outs = [tf.nn.conv2d(x, k, strides=self.strides, padding=self.padding.upper(),
                              dilations=self.dilation_rate) for x, k in zip(xs, ks)]
         return tf.concat(outs, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_ssl")
+class ChannelSlice(keras.layers.Layer):
+    """[B, H, W, C] -> [B, H, W, stop - start]: channels ``start`` .. ``stop - 1``."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}

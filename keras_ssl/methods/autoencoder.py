@@ -51,24 +51,25 @@ class Autoencoder(Method):
         return loss, {"mse": mse}
 
 
-def conv_decoder(features, image_shape, hidden: int, channels: int):
+def conv_decoder(features, image_shape, hidden: int, channels: int, prefix: str = "dec"):
     """The convolutional decoder of the module docstring: encoder features [B, D]
     -> pre-sigmoid logits [B, H, W, C] of ``image_shape`` (H, W, C). Layers
     ``dec_hidden`` (if ``hidden``), ``dec_map``, ``dec_reshape``, ``dec_up1``,
-    ``dec_up2``, ``dec_crop`` (if H or W is not a multiple of 4); shared by the
-    autoencoder and the context encoder (``methods/inpainting.py``)."""
+    ``dec_up2``, ``dec_crop`` (if H or W is not a multiple of 4), ``dec`` being
+    ``prefix``; shared by the autoencoder, the context encoder (``methods/inpainting.py``)
+    and the colour methods (``methods/colorization.py``, ``methods/split_brain.py``)."""
     h, w, c = image_shape
     h0, w0 = math.ceil(h / 4), math.ceil(w / 4)
     x = features
     if hidden:
-        x = keras.layers.Dense(hidden, activation="relu", name="dec_hidden")(x)
-    x = keras.layers.Dense(h0 * w0 * channels, activation="relu", name="dec_map")(x)
-    x = keras.layers.Reshape((h0, w0, channels), name="dec_reshape")(x)
+        x = keras.layers.Dense(hidden, activation="relu", name=f"{prefix}_hidden")(x)
+    x = keras.layers.Dense(h0 * w0 * channels, activation="relu", name=f"{prefix}_map")(x)
+    x = keras.layers.Reshape((h0, w0, channels), name=f"{prefix}_reshape")(x)
     x = keras.layers.Conv2DTranspose(max(channels // 2, 1), 4, strides=2, padding="same",
-                                     activation="relu", name="dec_up1")(x)
-    x = keras.layers.Conv2DTranspose(c, 4, strides=2, padding="same", name="dec_up2")(x)
+                                     activation="relu", name=f"{prefix}_up1")(x)
+    x = keras.layers.Conv2DTranspose(c, 4, strides=2, padding="same", name=f"{prefix}_up2")(x)
     if 4 * h0 != h or 4 * w0 != w:
-        x = keras.layers.Cropping2D(((0, 4 * h0 - h), (0, 4 * w0 - w)), name="dec_crop")(x)
+        x = keras.layers.Cropping2D(((0, 4 * h0 - h), (0, 4 * w0 - w)), name=f"{prefix}_crop")(x)
     return x
 
 

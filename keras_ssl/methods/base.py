@@ -161,6 +161,15 @@ class Method(keras.Model):
         self.after_step(outputs, labels)
         return self._sums(loss, metrics)
 
+    def prepare(self, images, run_dir=None) -> None:
+        """Set state estimated from the pretraining images (uint8 [N, H, W, C], as the data
+        holds them) before the first step of a fresh run, and write what a run should keep
+        of it into ``run_dir`` (None: nothing written); default: nothing. Called once by
+        the trainer, on every worker with the same images, in cross-replica context; keep
+        the state in ``tf.Variable``s (a resumed run restores it from the checkpoint and
+        is not prepared again)."""
+        return None
+
     def after_step(self, outputs: dict, labels: dict) -> None:
         """Update state beyond the weights from this step's (replica-local)
         outputs, after the optimizer step; default: nothing. Runs in replica

@@ -18,6 +18,14 @@ class Pretext:
     - ``view_shape``: (H, W, C) of every view.
     - ``targets``: classification targets, name -> number of classes; a
       method such as ``classify`` puts one softmax head on each.
+    - ``input_transform``: None (the encoder takes the images as the data holds them:
+      ``view_shape`` has the images' channels), or a Keras layer mapping whole images
+      (float32 [B, H, W, C] in [0, 1], the data's channels) to what the encoder is trained
+      on, of shape ``view_shape`` (colorization: RGB -> the L channel,
+      :class:`keras_ssl.colour.layers.LabInput`). The views are that layer's output (the
+      pretext applies the same layer), and the encoder that is evaluated and exported is
+      the layer followed by the encoder (:func:`keras_ssl.encoders.build_encoder`): it
+      takes the data's images and sees them as pretraining showed them.
 
     ``__call__(images, index, seed)`` maps one batch (float32 [B, H, W, C] in
     [0, 1], int64 [B] dataset indices, int32 [2] stateless seed) to
@@ -36,6 +44,7 @@ class Pretext:
     view_names: tuple = ()
     view_shape: tuple = ()
     targets: dict = field(default_factory=dict)
+    input_transform: object = None
 
     def __call__(self, images: tf.Tensor, index: tf.Tensor, seed: tf.Tensor):
         raise TypeError(f"{type(self).__name__} must define __call__")

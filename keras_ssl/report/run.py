@@ -149,6 +149,7 @@ def load_labeled_sets(cfg):
 
     d = cfg.data
     try:
-        return load_labeled(d.eval_dataset, d.image_size, d.channels, d.tfds_data_dir)
+        from keras_ssl.data.core import eval_options
+        return load_labeled(d.eval_dataset, d.image_size, d.channels, d.tfds_data_dir, **eval_options(d))
     except DataError as e:
         raise ReportError(f"data.eval_dataset {d.eval_dataset!r}: {e}") from None

@@ -62,9 +62,10 @@ def knn_monitor(cfg: ExperimentConfig, train: ImageSet) -> Callable[[keras.Model
 def _load_labeled(cfg: ExperimentConfig) -> Labeled:
     """(train, test) of the evaluation dataset."""
     from keras_ssl.data import load_labeled
+    from keras_ssl.data.core import eval_options
 
     return load_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels,
-                        cfg.data.tfds_data_dir)
+                        cfg.data.tfds_data_dir, **eval_options(cfg.data))
 
 
 def _image_shape(cfg: ExperimentConfig) -> tuple[int, int, int]:
@@ -169,16 +170,18 @@ def _evaluate(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, labele
     test set) or ``results_validation.json``/``.md`` (``eval.split: "validation"``) with
     ``origin`` as their ``provenance``, and the TensorBoard summaries; returns the
     summary's ``validation`` (when there is a validation split) and ``evaluate_seconds``."""
-    from keras_ssl.encoders import build_encoder
+    from keras_ssl.encoders import build_encoder, input_transform_of
     from keras_ssl.evaluation.protocols import evaluate_encoder
     from keras_ssl.evaluation.results import write_results
 
     out = {}
+    # The baselines' fresh encoders take the same images through the same input transform.
+    transform = input_transform_of(encoder)
     train, test = labeled or _load_labeled(cfg)
     if cfg.data.validation_images:
         out["validation"] = {f"knn_{monitor_labels(cfg, train)}_labels": knn_validation(cfg, train, encoder)}
     results = evaluate_encoder(
-        encoder, lambda: build_encoder(cfg.encoder, _image_shape(cfg)), cfg.eval, train, test,
+        encoder, lambda: build_encoder(cfg.encoder, _image_shape(cfg), transform), cfg.eval, train, test,
         validation_images=cfg.data.validation_images, seed=cfg.seed,
         encoder_label=cfg.pretext.name, progress=progress,
         datasets={"dataset": cfg.data.dataset, "eval_dataset": cfg.data.eval_dataset})
@@ -276,7 +279,8 @@ def run(cfg: ExperimentConfig, run_dir: Path, *, progress: bool = True, evaluate
     if evaluate or cfg.train.monitor_every:
         # Refused now, not after pretraining: the labeled set must fit the encoder's input.
         from keras_ssl.data.core import check_labeled
-        check_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels)
+        check_labeled(cfg.data.eval_dataset, cfg.data.image_size, cfg.data.channels,
+                      eval_path=cfg.data.eval_path)
     if not me.is_chief:
         return _run_worker(cfg, run_dir, strategy, me, log=log)
     prepare_run_dir(run_dir, cfg)

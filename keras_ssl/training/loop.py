@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from keras_ssl import registry
-from keras_ssl.encoders import build_encoder
+from keras_ssl.encoders import build_encoder, view_encoder
 from keras_ssl.methods.base import DatasetFacts, HookContext
 from keras_ssl.training.errors import (PEER_ERRORS, Interrupted, TrainingError, cannot_write, latest_on_disk,
                                       peer_lost)
@@ -126,8 +126,11 @@ class Pretrainer:
         with self.strategy.scope():
             keras.utils.set_random_seed(cfg.seed)
             with dtype_policy(t.precision):   # weights float32; layers compute in t.precision
-                self.encoder = build_encoder(cfg.encoder, shape)
-                self.method = registry.build("method", cfg.method, self.encoder, pretext, facts=self.facts)
+                # The encoder of the data's images (with the pretext's input transform, if
+                # any: what is evaluated and exported); the method trains it on the views.
+                self.encoder = build_encoder(cfg.encoder, shape, pretext.input_transform)
+                self.method = registry.build("method", cfg.method, view_encoder(self.encoder), pretext,
+                                             facts=self.facts)
             self.optimizer, self.l2 = make_optimizer(t)
             self.optimizer = wrap_optimizer(self.optimizer, t.precision)
             self.optimizer.build(self.method.trainable_variables)
@@ -233,6 +236,10 @@ class Pretrainer:
         if start >= t.steps:
             summary.update(resumed_finished=True, seconds=0.0)
             return summary
+        if start == 0:
+            # State estimated from the data (colorization's bin distribution); a resumed
+            # run has it from the checkpoint.
+            self.method.prepare(images, self.run_dir)
         ds = self.pretext.batches(images, t.batch_size, self.cfg.seed, start, t.steps,
                                   t.pipeline_threads)
         writer = tf.summary.create_file_writer(str(self.run_dir / "tb" / "pretrain"))
@@ -297,7 +304,8 @@ class Pretrainer:
         float32, else a float32 copy of the same architecture holding its weights
         (what is evaluated, saved and exported, whatever ``train.precision``)."""
         shape = (self.cfg.data.image_size, self.cfg.data.image_size, self.cfg.data.channels)
-        return float32_copy(self.encoder, lambda: build_encoder(self.cfg.encoder, shape))
+        return float32_copy(self.encoder,
+                            lambda: build_encoder(self.cfg.encoder, shape, self.pretext.input_transform))
 
     def save(self, step: int) -> None:
         """Checkpoint ``step``. A write that fails (disk full, no permission, read-only

@@ -37,7 +37,10 @@ HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_e
 #: Pretraining settings added after run directories existed, with the value every run
 #: from before them had: a config.json without the key is read as holding that value.
 ADDED_LATER = {"train.precision": "float32", "data.sequences": [], "data.camera": "image_2",
-               "data.frame_size": None}
+               "data.frame_size": None,
+               # the skimage and labeled-folder data settings (their defaults)
+               "data.eval_path": None, "data.crop_seed": 0, "data.pretrain_crops": 10000,
+               "data.eval_train_crops": 200, "data.eval_test_crops": 100}
 #: The same for a parameter of one registry component: (section, component name, key) ->
 #: the value runs of that component had before it (pretext ``augment``'s ``views``, added
 #: for MoCo: every run before it drew one view; ``pirl``'s ``transforms``, empty: one

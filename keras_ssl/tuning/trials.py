@@ -146,8 +146,10 @@ class TrialRunner:
         from keras_ssl.evaluation.validation import validation_score
 
         encoder = keras.models.load_model(tdir / "encoder.keras", compile=False)
+        from keras_ssl.data.core import eval_options
         train, _test_unused = load_labeled(cfg.data.eval_dataset, cfg.data.image_size,
-                                           cfg.data.channels, cfg.data.tfds_data_dir)
+                                           cfg.data.channels, cfg.data.tfds_data_dir,
+                                           **eval_options(cfg.data))
         return float(validation_score(encoder, train, validation_images=cfg.data.validation_images,
                                       seed=cfg.seed, kind=self.tune.objective.kind,
                                       labels=self.tune.objective.labels, knn_k=cfg.eval.knn_k))

@@ -28,7 +28,7 @@ import pytest
 
 import keras_ssl.encoders  # noqa: F401  (registers the project's layers for load_model)
 from keras_ssl import registry
-from support import as_float, sample, small_cfg, synthetic_digits, trainer, weights
+from support import TINY_CONVNET, as_float, sample, small_cfg, synthetic_digits, trainer, weights
 
 N_IMAGES = 32
 BATCH = 8
@@ -40,6 +40,8 @@ class Case:
     pretext: dict          # a compatible pretext's config section
     method: dict           # the method's settings for a tiny run (its other params: defaults)
     outputs: Callable      # (pretext, method params) -> {output name: shape after the batch dim}
+    data: dict = None      # the data section (None: 28x28x1 images; colour methods: channels 3)
+    encoder: dict = None   # the encoder section (None: support.TINY_CONVNET)
 
 
 #: method -> its harness case. A new method gets a row here (the table must be complete).
@@ -72,6 +74,13 @@ CASES = {
     # 4 clusters of the 32 images, reclustered before step 1 (the 2 steps end before the next)
     "deepcluster": Case({"name": "augment"}, {"clusters": 4, "pca_dim": 4},
                         lambda pre, p: {"logits": (p.clusters,)}),
+    # RGB images (28x28x3): the pretext's views are L; targets on the 7x7 grid of stride 4
+    "colorization": Case({"name": "colorization"}, {"channels": 8},
+                         lambda pre, p: {"ab_logits": (7, 7, 262)}, data={"channels": 3}),
+    # the channel_split encoder of two tiny convnets, one on L, one on ab
+    "split_brain": Case({"name": "split_brain"}, {"channels": 8, "l_bins": 10},
+                        lambda pre, p: {"ab_logits": (7, 7, 262), "L_logits": (7, 7, p.l_bins)},
+                        data={"channels": 3}, encoder={"name": "channel_split", "encoder": TINY_CONVNET}),
 }
 
 METHODS = registry.names("method")
@@ -89,7 +98,7 @@ class Run:
     before: list           # trainable weights before the steps
     features_before: np.ndarray
     summary: dict
-    x: object              # float images [N, 28, 28, 1]
+    x: object              # float images [N, 28, 28, C] (C: the case's data.channels)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +111,8 @@ def runs(tmp_path_factory):
             case = CASES[name]
             cfg = small_cfg({"name": name, **case.method}, case.pretext, seed=1, batch_size=BATCH,
                             steps=2, steps_per_execution=2, checkpoint_every=2, log_every=2,
-                            sample_examples=0, weight_decay=0.0)
-            images, _ = synthetic_digits(N_IMAGES)
+                            sample_examples=0, weight_decay=0.0, data=case.data, encoder=case.encoder)
+            images, _ = synthetic_digits(N_IMAGES, channels=cfg.data.channels)
             x = as_float(images)
             t = trainer(cfg, tmp_path_factory.mktemp(name), num_images=N_IMAGES)
             before, features = weights(t), t.encoder(x, training=False).numpy()
