@@ -24,6 +24,8 @@ from support import CONFIGS, ROOT, check_smoke_run, experiment_configs, is_selec
 #: of :func:`support.check_smoke_run` and more (the CLI's output, resume, re-evaluation).
 ELSEWHERE = {
     "mnist_egomotion.json": "tests/training/test_train_cli.py::test_main_config_smoke_end_to_end",
+    # needs rendered data: the test renders a few frames and scenes first
+    "drives_egomotion.json": "tests/pretext/test_odometry.py::test_drives_config_renders_trains_and_transfers_to_scenes",
 }
 #: pattern of paths under configs/ -> why their smoke runs are marked slow.
 SLOW = {
@@ -157,6 +159,7 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
     "mnist_pirl_rotation_jigsaw.json": "issue 17: PIRL's transform set, new; its 20K-step run not made yet",
+    "drives_egomotion.json": "issue 16: egomotion on rendered drives, new; its 10K-step run not made yet",
 }
 
 

@@ -147,3 +147,29 @@ def test_shuffle_learn_trains_three_towers_with_classify(kitti, tmp_path):
     assert np.isfinite(s["pretrain"]["final"]["loss"]) and "in_order_acc" in s["pretrain"]["final"]
     doc = json.loads((tmp_path / "run" / "shuffle_learn.json").read_text())
     assert doc["in_order"] + doc["out_of_order"] == doc["triplets"] > 0
+
+
+def test_drives_config_renders_trains_and_transfers_to_scenes(tmp_path):
+    """configs/drives_egomotion.json end to end on data rendered here (a few frames and
+    scenes): odometry pretraining on the KITTI tree, then the few-label transfer to the
+    class-per-folder scene set with a softmax on each layer, and the export."""
+    from keras_ssl.config import load_config
+    from keras_ssl.render.cli import main as render
+    from support import CONFIGS
+
+    kitti, scenes = tmp_path / "kitti", tmp_path / "scenes"
+    assert render(["drives", "--out", str(kitti), "--sequences", "3", "--frames", "16", "--size", "64x192",
+                   "--no-progress"]) == 0
+    assert render(["scenes", "--out", str(scenes), "--classes", "4", "--per-class", "10",
+                   "--test-per-class", "4", "--no-progress"]) == 0
+    cfg = load_config(CONFIGS / "drives_egomotion.json", smoke=True, overrides={
+        "data.path": str(kitti), "data.eval_path": str(scenes), "data.frame_size": None,
+        "data.validation_images": 8, "eval.label_counts": [8, 16], "train.batch_size": 8})
+    s = run(cfg, tmp_path / "run", progress=False, log=quiet)
+    assert s["data"] == {"sequences": ["00", "01", "02"], "frames": [16, 16, 16]}
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    protocols = {r["protocol"] for r in rows}
+    assert {"frozen_mlp", "scratch", "knn"} <= protocols
+    assert {f"linear:{t}" for t in ("norm1", "norm2", "conv3", "conv4", "pool5")} <= protocols
+    assert all(r["labels"] in (8, 16) for r in rows)
+    assert (tmp_path / "run" / "motion_bins.json").is_file() and s["export"]
