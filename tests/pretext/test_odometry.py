@@ -155,17 +155,19 @@ def test_drives_config_renders_trains_and_transfers_to_scenes(tmp_path):
     class-per-folder scene set with a softmax on each layer, and the export."""
     from keras_ssl.config import load_config
     from keras_ssl.render.cli import main as render
-    from support import CONFIGS
+    from support import CONFIGS, check_smoke_run
 
     kitti, scenes = tmp_path / "kitti", tmp_path / "scenes"
     assert render(["drives", "--out", str(kitti), "--sequences", "3", "--frames", "16", "--size", "64x192",
                    "--no-progress"]) == 0
     assert render(["scenes", "--out", str(scenes), "--classes", "4", "--per-class", "10",
                    "--test-per-class", "4", "--no-progress"]) == 0
+    # the --smoke overrides of configs/drives_egomotion.json, then the rendered data's paths
     cfg = load_config(CONFIGS / "drives_egomotion.json", smoke=True, overrides={
         "data.path": str(kitti), "data.eval_path": str(scenes), "data.frame_size": None,
         "data.validation_images": 8, "eval.label_counts": [8, 16], "train.batch_size": 8})
-    s = run(cfg, tmp_path / "run", progress=False, log=quiet)
+    run(cfg, tmp_path / "run", progress=False, log=quiet)
+    s = check_smoke_run(cfg, tmp_path / "run")
     assert s["data"] == {"sequences": ["00", "01", "02"], "frames": [16, 16, 16]}
     rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
     protocols = {r["protocol"] for r in rows}
