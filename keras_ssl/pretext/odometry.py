@@ -23,7 +23,6 @@ it as on the MNIST egomotion pretext.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -32,7 +31,6 @@ from keras_ssl.config import num
 from keras_ssl.data.frames import FramePairs, frame_pairs
 from keras_ssl.data.motion import AXES
 from keras_ssl.data.sequences import SequenceData
-from keras_ssl.files import write_json_atomic
 from keras_ssl.pretext.sequence_base import SequencePretext
 from keras_ssl.registry import Params, register
 
@@ -51,6 +49,7 @@ class OdometryParams(Params):
 
 class OdometryPretext(SequencePretext):
     name = "odometry"
+    record_file = "motion_bins.json"
 
     def __init__(self, params: OdometryParams, image_shape):
         super().__init__(params, image_shape, targets={a: params.bins for a in AXES})
@@ -60,17 +59,12 @@ class OdometryPretext(SequencePretext):
         return frame_pairs(data.sequences, p.max_frame_gap, pairs_per_sequence=p.pairs_per_sequence,
                            seed=p.seed, bins=p.bins, frame_size=data.frame_size, channels=data.channels)
 
-    def save(self, run_dir) -> None:
-        if self.pairs is None:
-            return
-        fp = self.pairs
-        doc = {"pairs": len(fp), "sequences": list(fp.names), "frames": len(fp.paths),
-               "max_frame_gap": self.params.max_frame_gap, "edges": fp.edges,
-               "class_counts": {a: np.bincount(fp.labels[a], minlength=self.params.bins).tolist()
-                                for a in AXES},
-               "conventions": "relative motion inv(T_i) T_j of camera-to-world poses; tx > 0 moved "
-                              "right, tz > 0 moved forward, yaw > 0 turned right (docs/sequences.md)"}
-        write_json_atomic(Path(run_dir) / "motion_bins.json", doc)
+    def facts(self, fp: FramePairs) -> dict:
+        return {"pairs": len(fp), "max_frame_gap": self.params.max_frame_gap, "edges": fp.edges,
+                "class_counts": {a: np.bincount(fp.labels[a], minlength=self.params.bins).tolist()
+                                 for a in AXES},
+                "conventions": "relative motion inv(T_i) T_j of camera-to-world poses; tx > 0 moved "
+                               "right, tz > 0 moved forward, yaw > 0 turned right (docs/sequences.md)"}
 
     def describe(self, labels, i):
         return ", ".join(f"{a}={int(labels[a][i])}" for a in AXES) + f" (pair {int(labels['pair'][i])})"

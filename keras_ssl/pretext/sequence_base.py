@@ -7,19 +7,23 @@ which labels, which draw weights); this base checks the data, keeps the index fo
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from keras_ssl.config import ConfigError
 from keras_ssl.data.frames import FramePairs, frame_pair_batches
 from keras_ssl.data.sequences import SequenceData
+from keras_ssl.files import write_json_atomic
 from keras_ssl.pretext.base import Pretext
 
 
 class SequencePretext(Pretext):
     """Views ``first``, ``second`` (a pair's frames i then j; ``views``: other names, one
     per frame of the index's tuples); subclasses set ``name`` (the registry name, for
-    messages) and define :meth:`pairs_of`."""
+    messages) and ``record_file`` (what :meth:`save` writes in the run directory: the
+    index's sequences and frame count, and :meth:`facts`), and define :meth:`pairs_of`."""
     name = "sequence"
+    record_file = "sequence_pairs.json"
 
     def __init__(self, params, image_shape, targets, views=("first", "second")):
         super().__init__(view_names=tuple(views), view_shape=tuple(image_shape), targets=targets)
@@ -38,6 +42,16 @@ class SequencePretext(Pretext):
                               f"{self.view_shape[2]}")
         self.pairs = self.pairs_of(data)
         return self.pairs
+
+    def facts(self, pairs: FramePairs) -> dict:
+        """What a run keeps of this pretext's index (counts, classes, settings); JSON-ready."""
+        return {"pairs": len(pairs)}
+
+    def save(self, run_dir) -> None:
+        if self.pairs is not None:
+            write_json_atomic(Path(run_dir) / self.record_file,
+                              {**self.facts(self.pairs), "sequences": list(self.pairs.names),
+                               "frames": len(self.pairs.paths)})
 
     def batches(self, data, batch_size, seed, start_step, end_step, threads=1):
         if not isinstance(data, FramePairs):

@@ -20,7 +20,6 @@ contrastive loss, kept so a run can report them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -28,7 +27,6 @@ import numpy as np
 from keras_ssl.config import num
 from keras_ssl.data.frames import FramePairs, frame_pairs, with_weights
 from keras_ssl.data.sequences import SequenceData
-from keras_ssl.files import write_json_atomic
 from keras_ssl.pretext.sequence_base import SequencePretext
 from keras_ssl.registry import Params, register
 
@@ -67,6 +65,7 @@ def close_weights(gaps: np.ndarray, close_frames: int, close_ratio: Optional[flo
 
 class SFATimePretext(SequencePretext):
     name = "sfa_time"
+    record_file = "sfa_pairs.json"
 
     def __init__(self, params: SFATimeParams, image_shape):
         super().__init__(params, image_shape, targets={})
@@ -78,15 +77,11 @@ class SFATimePretext(SequencePretext):
         close, w = close_weights(pairs.gaps, p.close_frames, p.close_ratio)
         return with_weights(pairs, w, close=close, gap=pairs.gaps)
 
-    def save(self, run_dir) -> None:
-        if self.pairs is None:
-            return
-        fp, close = self.pairs, self.pairs.labels["close"]
-        write_json_atomic(Path(run_dir) / "sfa_pairs.json", {
-            "pairs": len(fp), "close_pairs": int(close.sum()), "far_pairs": int(len(close) - close.sum()),
-            "close_probability": float(fp.weights[close == 1].sum()),
-            "close_frames": self.params.close_frames, "far_frames": self.params.far_frames,
-            "sequences": list(fp.names), "frames": len(fp.paths)})
+    def facts(self, fp: FramePairs) -> dict:
+        close = fp.labels["close"]
+        return {"pairs": len(fp), "close_pairs": int(close.sum()), "far_pairs": int(len(close) - close.sum()),
+                "close_probability": float(fp.weights[close == 1].sum()),
+                "close_frames": self.params.close_frames, "far_frames": self.params.far_frames}
 
     def describe(self, labels, i):
         kind = "close" if int(labels["close"][i]) else "far"

@@ -20,14 +20,12 @@ Labels: ``in_order`` (1: (b, c, d); 0: middle out of order), ``spacing`` (frames
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from keras_ssl.config import num
 from keras_ssl.data.frames import FramePairs, frame_tuples
 from keras_ssl.data.sequences import SequenceData
-from keras_ssl.files import write_json_atomic
 from keras_ssl.pretext.sequence_base import SequencePretext
 from keras_ssl.registry import Params, register
 
@@ -70,6 +68,7 @@ def triplets(poses: np.ndarray, spacing, min_motion: float, rng: np.random.Gener
 
 class ShuffleLearnPretext(SequencePretext):
     name = "shuffle_learn"
+    record_file = "shuffle_learn.json"
 
     def __init__(self, params: ShuffleLearnParams, image_shape):
         super().__init__(params, image_shape, targets={"in_order": 2}, views=("first", "middle", "last"))
@@ -87,14 +86,10 @@ class ShuffleLearnPretext(SequencePretext):
         return frame_tuples(data.sequences, tuples, labels, frame_size=data.frame_size,
                             channels=data.channels)
 
-    def save(self, run_dir) -> None:
-        if self.pairs is None:
-            return
-        order = self.pairs.labels["in_order"]
-        write_json_atomic(Path(run_dir) / "shuffle_learn.json", {
-            "triplets": len(order), "in_order": int(order.sum()), "out_of_order": int(len(order) - order.sum()),
-            "spacing": list(self.params.spacing), "min_motion": self.params.min_motion,
-            "sequences": list(self.pairs.names)})
+    def facts(self, fp: FramePairs) -> dict:
+        order = fp.labels["in_order"]
+        return {"triplets": len(order), "in_order": int(order.sum()), "out_of_order": int(len(order) - order.sum()),
+                "spacing": list(self.params.spacing), "min_motion": self.params.min_motion}
 
     def describe(self, labels, i):
         kind = "in order" if int(labels["in_order"][i]) else "middle out of order"
