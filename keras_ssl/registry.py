@@ -69,9 +69,10 @@ class Params:
     parameters built in Python hold nothing a config could not: a ``Literal``
     field one of its values, a :func:`keras_ssl.config.num` field a value in
     its range (ConfigError naming the class and the field). Rules across
-    fields go in a ``validate()`` method (raising ValueError), which parsing
-    runs after construction. (A subclass with its own ``__post_init__`` calls
-    ``super().__post_init__()``.)
+    fields go in a ``validate()`` method (raising ValueError), which
+    construction runs too, so parameters built in Python are held to it (and
+    parsing again, to name the file). A subclass with its own
+    ``__post_init__`` calls ``super().__post_init__()``.
     """
 
     def __post_init__(self):
@@ -85,6 +86,9 @@ class Params:
             if choices is not None and value not in choices:
                 raise ConfigError(f"{cls.__name__}: '{f.name}' must be one of {list(choices)}, got {value!r}")
             check_range(value, f.metadata, f.name, cls.__name__)
+        validate = getattr(self, "validate", None)
+        if validate is not None:   # parsing runs it too (naming the file); idempotent
+            validate()
 
 
 @dataclass(frozen=True)

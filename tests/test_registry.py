@@ -150,6 +150,19 @@ def test_literal_and_range_fields_check_themselves(kind, name):
                 cls(**{f.name: lo - 1})
 
 
+def test_rules_across_fields_hold_for_parameters_built_in_python():
+    """validate() runs on construction, not only when a config is parsed: parameters a
+    config would refuse cannot be made in Python either, and the config still names the file."""
+    cls = registry.params_class("method", "classify")
+    with pytest.raises(ValueError, match="top_convs must list filter counts >= 1"):
+        cls(top_convs=(64, 0))
+    assert cls(top_convs=(64, 32)).top_convs == (64, 32)
+    raw = {"name": "x", "encoder": "convnet", "pretext": "rotation",
+           "method": {"name": "classify", "top_convs": [64, 0]}}
+    with pytest.raises(config.ConfigError, match=r"t\.json: 'method': top_convs must list"):
+        config.config_from_dict(raw, "t.json")
+
+
 def test_enumerations_are_literals():
     """A field of allowed strings is a ``Literal`` (checked by parsing and by construction,
     no hand-written validate()); the only free strings name a label or a file."""

@@ -112,6 +112,10 @@ def build_multitask_pretext(params: MultitaskPretextParams, image_shape) -> Mult
             tasks[comp.name] = registry.build("pretext", comp, image_shape)
         except ConfigError as e:
             raise ConfigError(f"pretext.tasks[{i}] ({comp.name}): {e}") from None
+        if type(tasks[comp.name]).batches is not Pretext.batches:
+            raise ConfigError(f"pretext.tasks[{i}] ({comp.name}): a multitask pretext makes every "
+                              f"task's views from one batch of images; {comp.name!r} makes its own "
+                              f"batches (frame pairs of sequences) and cannot be one of its tasks")
     shapes = {name: tuple(t.view_shape) for name, t in tasks.items()}
     if len(set(shapes.values())) > 1:
         raise ConfigError("pretext.tasks: the views of every task are inputs of the one encoder and "

@@ -202,3 +202,14 @@ def test_sum_mode_training_lowers_every_tasks_loss(tmp_path):
     t.train(images)
     after = losses()
     assert all(after[k] < before[k] for k in before), (before, after)
+
+
+def test_a_sequence_pretext_cannot_be_a_task():
+    """Every task's views come from one batch of images; a pretext that samples frame pairs
+    of sequences (odometry, sfa_time, shuffle_learn) is refused by name, not left to fail
+    with a TypeError when the first batch is made."""
+    for name in ("odometry", "sfa_time", "shuffle_learn"):
+        comp = support.small_cfg({"name": "multitask", "tasks": [{"task": "rotation"}, {"task": name}]},
+                                 {"name": "multitask", "tasks": ["rotation", name]}).pretext
+        with pytest.raises(ConfigError, match=rf"pretext\.tasks\[1\] \({name}\): .*makes its own batches"):
+            registry.build("pretext", comp, (28, 28, 1))
