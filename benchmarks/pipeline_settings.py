@@ -69,7 +69,7 @@ def main(argv=None) -> int:
 
     cfg = load_config(args.config)
     t = cfg.train
-    with timed_setup(cfg) as (trainer, pretext, images):
+    with timed_setup(cfg) as (trainer, pretext, images, _):
         dist = trainer.strategy.experimental_distribute_dataset
 
         def batches(**kw):

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         for name in names:
             precision = "float32" if name == CONTROL else name
             cfg = dataclasses.replace(base, train=dataclasses.replace(t, precision=precision))
-            trainer, pretext, images = stack.enter_context(timed_setup(cfg))
+            trainer, pretext, images, _ = stack.enter_context(timed_setup(cfg))
             ds = pretext_batches(images, pretext, t.batch_size, cfg.seed, 0, 10 ** 9, t.pipeline_threads)
             dist = trainer.strategy.experimental_distribute_dataset
             fixed = tf.data.Dataset.from_tensors(next(iter(ds))).repeat()

@@ -161,3 +161,23 @@ def check_smoke_run(cfg, run_dir, exported: bool = True) -> dict:
         name = cfg.export.model_name or cfg.name
         assert [p.parent.name for p in (run_dir / "export" / name).glob("*/saved_model.pb")] == ["1"]
     return summary
+
+
+def write_drive(root, name, n, seed, frame=(36, 48)):
+    """A KITTI sequence of ``n`` random grey frames (``frame`` px) and a planar forward drive."""
+    from PIL import Image
+
+    from keras_ssl.data.motion import motion_matrix
+
+    rng = np.random.default_rng(seed)
+    cam = root / "sequences" / name / "image_0"
+    cam.mkdir(parents=True)
+    for k in range(n):
+        Image.fromarray(rng.integers(0, 256, frame, dtype=np.uint8)).save(cam / f"{k:06d}.png")
+    poses, t = [], np.eye(4)
+    for _ in range(n):
+        poses.append(t.copy())
+        t = t @ motion_matrix(rng.normal(0, 0.1), rng.uniform(0.5, 1.5), rng.normal(0, 0.05))
+    (root / "poses").mkdir(exist_ok=True)
+    (root / "poses" / f"{name}.txt").write_text(
+        "".join(" ".join(f"{x:.12e}" for x in p[:3].ravel()) + "\n" for p in poses))

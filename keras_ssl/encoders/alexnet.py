@@ -47,11 +47,15 @@ class AlexNetParams(Params):
       AlexNet's Caffe model sets them to 1) or ``"he"`` (He normal, biases 0).
     - ``features``: ``"last"``: pool5 flattened (6x6x256 on 227 px); ``"gap"``: pool5
       averaged over space (256 at width 1), for inputs whose pool5 is large.
+    - ``conv1_stride``: conv1's stride (the thesis: 4). On small CPU-size inputs a stride
+      of 2 keeps the spatial detail motion is seen in: 64 px at stride 4 leaves pool5 at
+      1x1, at stride 2 at 3x3 (docs/sequences.md, "What learns").
     """
     width: float = num(1.0, 0.01, 4.0)
     lrn: bool = True
     init: Literal["caffe", "he"] = "caffe"
     features: Literal["last", "gap"] = "last"
+    conv1_stride: int = num(4, 1)
 
 
 def filters(p: AlexNetParams) -> list[int]:
@@ -70,6 +74,8 @@ def build_alexnet(p: AlexNetParams, input_shape) -> keras.Model:
     for (name, _, k, stride, groups), f in zip(LAYERS, filters(p)):
         conv = keras.layers.Conv2D if groups == 1 else GroupedConv2D
         kw = {} if groups == 1 else {"groups": groups}
+        if name == "conv1":
+            stride = p.conv1_stride
         x = conv(f, k, strides=stride, padding="valid" if name == "conv1" else "same",
                  activation="relu", kernel_initializer=_init(p.init),
                  bias_initializer="zeros" if name in ("conv1", "conv3") else bias, name=name, **kw)(x)

@@ -109,3 +109,8 @@ def test_alexnet_width_and_small_inputs():
     assert np.all(np.isfinite(small(x).numpy())) and float(np.std(small(x).numpy())) > 0
     with pytest.raises(ValueError, match="at least 11x11"):
         build_encoder(Component("alexnet", AlexNetParams()), (8, 8, 1))
+    # conv1 at stride 2 on 64 px: 27x27 instead of 14x14, pool5 3x3 instead of 1x1
+    fine = build_encoder(Component("alexnet", AlexNetParams(width=0.25, conv1_stride=2)), (64, 64, 3))
+    shapes = {l.name: tuple(l.output.shape[1:]) for l in fine.layers}
+    assert shapes["conv1"] == (27, 27, 24) and shapes["pool5"] == (3, 3, 64)
+    assert fine.output.shape[-1] == 3 * 3 * 64

@@ -4,33 +4,14 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from keras_ssl import registry
 from keras_ssl.config import ConfigError, config_from_dict
 from keras_ssl.data.frames import frame_pairs
-from keras_ssl.data.motion import AXES, motion_matrix, pair_motion, to_bins
+from keras_ssl.data.motion import AXES, pair_motion, to_bins
 from keras_ssl.data.sequences import SequenceData, read_kitti_odometry
 from keras_ssl.training.job import run
-
-FRAME = (36, 48)
-
-
-def write_drive(root, name, n, seed):
-    """A KITTI sequence of ``n`` random grey frames (FRAME px) and a planar forward drive."""
-    rng = np.random.default_rng(seed)
-    cam = root / "sequences" / name / "image_0"
-    cam.mkdir(parents=True)
-    for k in range(n):
-        Image.fromarray(rng.integers(0, 256, FRAME, dtype=np.uint8)).save(cam / f"{k:06d}.png")
-    poses, t = [], np.eye(4)
-    for _ in range(n):
-        poses.append(t.copy())
-        t = t @ motion_matrix(rng.normal(0, 0.1), rng.uniform(0.5, 1.5), rng.normal(0, 0.05))
-    (root / "poses").mkdir(exist_ok=True)
-    (root / "poses" / f"{name}.txt").write_text(
-        "".join(" ".join(f"{x:.12e}" for x in p[:3].ravel()) + "\n" for p in poses))
-
+from support import write_drive
 
 @pytest.fixture
 def kitti(tmp_path):
