@@ -11,7 +11,10 @@ passes per example, and the cost per example relative to the first config
 
 An "example" is one pretext sample: a pair for egomotion, SFA and relative
 position, one image for rotation, NPID and the autoencoder, nine tiles for
-jigsaw, an image plus its nine tiles for PIRL.
+jigsaw, an image plus its nine tiles for PIRL, two views for MoCo, one masked image for
+the context encoder, one image for DeepCluster (its reclustering, outside the step, is
+reported by ``keras_ssl.bench`` as ``hook_seconds``), every task's views for the multi-task
+config.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from pathlib import Path
 from peer_ratio import ROOT, last_json
 
 DEFAULT_CONFIGS = ["egomotion", "sfa_m10", "sfa_m100", "rotation", "jigsaw", "relative_position",
-                   "autoencoder", "npid", "pirl"]
+                   "autoencoder", "npid", "pirl", "moco", "inpainting", "multitask", "deepcluster",
+                   "pirl_rotation_jigsaw"]
 
 
 def cost_table(rounds: list[dict[str, dict]]) -> list[dict]:
