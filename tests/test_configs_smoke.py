@@ -158,7 +158,6 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: whose full run has not been measured. It must say so in its "cost" and carry no
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
-    "drives_egomotion.json": "issue 16: egomotion on rendered drives, new; its 10K-step run not made yet",
 }
 
 
