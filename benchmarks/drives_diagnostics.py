@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def setup(config: str, run_dir: str | None, overrides: dict):
+    import atexit
+    import shutil
     import tempfile
 
     from keras_ssl import registry
@@ -39,7 +41,10 @@ def setup(config: str, run_dir: str | None, overrides: dict):
     cfg = load_config(f"{run_dir}/config.json" if run_dir else config, overrides)
     pretext = registry.build("pretext", cfg.pretext, _image_shape(cfg))
     pairs = pretext.prepare(_pretrain_images(cfg, lambda _: None)[0])
-    trainer = Pretrainer(cfg, run_dir or tempfile.mkdtemp(prefix="drives_diag_"), pretext,
+    if run_dir is None:
+        run_dir = tempfile.mkdtemp(prefix="drives_diag_")
+        atexit.register(shutil.rmtree, run_dir, ignore_errors=True)
+    trainer = Pretrainer(cfg, run_dir, pretext,
                          num_images=len(pairs), progress=False)
     return cfg, pretext, pairs, trainer
 
