@@ -10,8 +10,8 @@ Contracts:
   with SGD + momentum and coupled L2 on the kernels, batches drawn with
   replacement by stateless ops seeded by ``(seed, step)``: the same model
   weights, data and seed give the same trained model.
-- :func:`accuracy`: the fraction of ``y`` the model's argmax gets right,
-  in inference mode (no dropout), 1,000 examples at a time.
+- :func:`predict`: the model's argmax class of each example, in inference mode (no
+  dropout), 1,000 examples at a time; :func:`accuracy`: the fraction of ``y`` it gets right.
 """
 from __future__ import annotations
 
@@ -65,10 +65,13 @@ def train_classifier(model: keras.Model, x, y, steps: int, batch: int, lr: float
     return model
 
 
+def predict(model: keras.Model, x, batch: int = 1000) -> np.ndarray:
+    """int64 [N]: the argmax class of the logits of each example, inference mode."""
+    out = [np.argmax(model(tf.convert_to_tensor(x[i:i + batch]), training=False), -1)
+           for i in range(0, len(x), batch)]
+    return np.concatenate(out).astype(np.int64) if out else np.zeros([0], np.int64)
+
+
 def accuracy(model: keras.Model, x, y, batch: int = 1000) -> float:
     """Fraction of ``y`` predicted (argmax of the logits), inference mode."""
-    correct = 0
-    for i in range(0, len(y), batch):
-        logits = model(tf.convert_to_tensor(x[i:i + batch]), training=False)
-        correct += int(np.sum(np.argmax(logits, -1) == y[i:i + batch]))
-    return correct / len(y)
+    return float(np.mean(predict(model, x, batch) == np.asarray(y)))

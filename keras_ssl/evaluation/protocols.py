@@ -36,6 +36,11 @@ Contracts:
 - ``results["protocol_seconds"]``: the wall time of each enabled protocol over all
   subsets (where the evaluation's time goes; the features of the scored images are
   computed once per encoder, the subset's once per subset, shared by every protocol).
+- A classifier that did not train is flagged, not hidden: when a trained classifier
+  predicts one class for every scored image (scored images of several classes), its
+  score is a :class:`Score` with ``collapsed`` set, and the row's ``collapsed_seeds``
+  lists those seeds (its mean still counts them; ``results.md`` marks the cell and gives
+  the mean without them). kNN trains nothing and is never flagged.
 - Nothing looks at the test set before scoring: step counts and
   hyperparameters are fixed by the config, and each model is scored once.
   ``results["protocol"]`` records what identifies the labeled subsets
@@ -57,12 +62,27 @@ from keras_ssl.data.core import ImageSet
 from keras_ssl.data.pipeline import to_float
 from keras_ssl.encoders import tap_outputs
 from keras_ssl.evaluation import classifier
-from keras_ssl.evaluation.classifier import accuracy, train_classifier
+from keras_ssl.evaluation.classifier import predict, train_classifier
 from keras_ssl.evaluation.features import encode, knn_accuracy
 from keras_ssl.evaluation.subsets import class_count, labeled_subset, subset_seed
 
 #: The final features' tap: always evaluated, always last in ``SubsetContext.features``.
 FINAL = "features"
+
+
+@dataclass(frozen=True)
+class Score:
+    """A trained classifier's accuracy on the scored images; ``collapsed``: it predicted
+    one class for all of them (they hold several): it did not train (a learning rate too
+    high for the features' scale, dead units), so its accuracy is the class's share."""
+    accuracy: float
+    collapsed: bool = False
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, labels: np.ndarray) -> "Score":
+        labels = np.asarray(labels)
+        collapsed = len(np.unique(predicted)) == 1 and len(np.unique(labels)) > 1
+        return cls(float(np.mean(predicted == labels)), bool(collapsed))
 
 
 @dataclass(frozen=True)
@@ -89,13 +109,13 @@ class SubsetContext:
         """Keras's seed for the next model built (its initial weights, its dropout)."""
         keras.utils.set_random_seed(subset_seed(self.labels, self.seed))
 
-    def fit_and_score(self, model: keras.Model, x_train, x_test, steps: int) -> float:
+    def fit_and_score(self, model: keras.Model, x_train, x_test, steps: int) -> Score:
         """Train ``model`` on (``x_train``, subset labels) with the head's optimiser
-        settings for ``steps``; its accuracy on (``x_test``, test labels)."""
+        settings for ``steps``; its :class:`Score` on (``x_test``, test labels)."""
         e = self.eval_cfg
         train_classifier(model, x_train, self.subset.labels, steps, e.head_batch_size,
                          e.head_learning_rate, e.head_momentum, e.head_weight_decay, self.seed)
-        return accuracy(model, x_test, self.test.labels)
+        return Score.of(predict(model, x_test), self.test.labels)
 
     def head(self, in_dim: int, *, hidden: int, dropout: float, name: str = "head") -> keras.Model:
         """A fresh head for this subset: reseeds first, so its weights are those of (n, s)."""
@@ -103,10 +123,11 @@ class SubsetContext:
         return classifier.mlp_head(in_dim, hidden, dropout, num_classes=self.num_classes, name=name)
 
 
-Scores = dict[tuple[str, str], float]
+#: (row method, protocol) -> accuracy (a float: nothing trained) or a trained classifier's Score.
+Scores = dict[tuple[str, str], "float | Score"]
 
 
-def _frozen_head_score(ctx: SubsetContext, train_f: np.ndarray, test_f: np.ndarray) -> float:
+def _frozen_head_score(ctx: SubsetContext, train_f: np.ndarray, test_f: np.ndarray) -> Score:
     """The thesis head trained on frozen features ``train_f``, scored on ``test_f``."""
     e = ctx.eval_cfg
     head = ctx.head(train_f.shape[1], hidden=e.head_hidden, dropout=e.head_dropout)
@@ -144,7 +165,7 @@ def knn(ctx: SubsetContext) -> Scores:
     return {(ctx.encoder_label, "knn"): acc}
 
 
-def _train_all(ctx: SubsetContext, init_from: keras.Model | None) -> float:
+def _train_all(ctx: SubsetContext, init_from: keras.Model | None) -> Score:
     """Encoder + thesis head trained together on the images for ``scratch_steps``; the
     encoder freshly initialised, or a copy of ``init_from``'s weights (the head is fresh
     and the same in both: one seed, drawn in the same order)."""
@@ -215,6 +236,7 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
 
     tasks = [(n, s) for n in e.label_counts for s in e.seeds]
     runs: dict[tuple, list] = {}
+    collapsed: dict[tuple, list] = {}     # row key -> seeds whose classifier predicted one class
     t0 = time.perf_counter()
     bar = tqdm(tasks, desc="evaluate", unit="subset", disable=not progress, dynamic_ncols=True)
     for n, s in bar:
@@ -226,12 +248,16 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
                             new_encoder=new_encoder, encoder_label=encoder_label, encoder=encoder)
         for protocol_name, protocol in enabled:
             t_p = time.perf_counter()
-            for (method, name), acc in protocol(ctx).items():
-                runs.setdefault((method, name, n), []).append(acc)
+            for (method, name), score in protocol(ctx).items():
+                score = score if isinstance(score, Score) else Score(float(score))
+                runs.setdefault((method, name, n), []).append(score.accuracy)
+                if score.collapsed:
+                    collapsed.setdefault((method, name, n), []).append(s)
             spent[protocol_name] += time.perf_counter() - t_p
     bar.close()
     rows = [{"method": method, "protocol": protocol, "labels": n,
-             "mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": [float(v) for v in vals]}
+             "mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": [float(v) for v in vals],
+             "collapsed_seeds": collapsed.get((method, protocol, n), [])}
             for (method, protocol, n), vals in runs.items()]
     return {"split": e.split,
             "protocol": {**asdict(e), "label_counts": list(e.label_counts), "seeds": list(e.seeds),

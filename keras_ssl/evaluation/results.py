@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from keras_ssl.evaluation.reference import thesis_by_count
 from keras_ssl.files import write_json_atomic, write_text_atomic
 
@@ -37,10 +39,35 @@ def mean_std(mean: float, std: Optional[float], n: Optional[int]) -> str:
     return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
+#: The mark of a cell averaging a classifier that did not train (``collapsed_seeds``).
+COLLAPSED_MARK = "†"
+
+
 def _fmt(row: Optional[dict]) -> str:
     if row is None:
         return "-"
-    return mean_std(row["mean"], row["std"], len(row["values"]))
+    cell = mean_std(row["mean"], row["std"], len(row["values"]))
+    return f"{cell} {COLLAPSED_MARK}" if row.get("collapsed_seeds") else cell
+
+
+def collapsed_notes(results: dict) -> list[str]:
+    """One line per row whose classifier predicted one class for every scored image on
+    some seed (``collapsed_seeds``): the seeds, their accuracy and the mean of the others."""
+    seeds = list(results["protocol"]["seeds"])
+    notes = []
+    for r in results["rows"]:
+        bad = r.get("collapsed_seeds") or []
+        if not bad:
+            continue
+        vals = dict(zip(seeds, r["values"]))
+        rest = [v for s, v in vals.items() if s not in bad]
+        rest_txt = (f"the other seed(s): {mean_std(float(np.mean(rest)), float(np.std(rest)), len(rest))}"
+                    if rest else "no seed trained")
+        notes.append(f"{COLLAPSED_MARK} {r['method']} / {r['protocol']} at {r['labels']} labels: the classifier "
+                     f"of seed(s) {', '.join(str(s) for s in bad)} predicted one class for every scored image "
+                     f"(it did not train; accuracy {', '.join(f'{vals[s]:.3f}' for s in bad)}), "
+                     f"counted in the mean; {rest_txt}.")
+    return notes
 
 
 def results_markdown(results: dict, title: str = "") -> str:
@@ -71,6 +98,9 @@ def results_markdown(results: dict, title: str = "") -> str:
               f"{p['linear_probe_steps']} steps; kNN k={p['knn_k']} (cosine); {scored}; labeled subsets drawn from {p['labeled_pool']} training images "
               f"({p['validation_images']} held out for validation, seed {p.get('validation_seed', '?')}). "
               f"Mean ± std over seeds."]
+    notes = collapsed_notes(results)
+    if notes:
+        lines += [""] + notes
     return "\n".join(l for l in lines if l is not None) + "\n"
 
 

@@ -229,3 +229,52 @@ def test_validation_score_on_a_small_unbalanced_pool_uses_all_of_it(digits):
     want = knn_accuracy(encode(enc, pool.images)[0], pool.labels, encode(enc, val.images)[0], val.labels,
                         5, num_classes=3)
     assert got == want
+
+
+def lambda_encoder(fn, name):
+    """A functional encoder (what the evaluation taps: a layer named ``features``) computing
+    ``fn`` of the images in [0, 1]."""
+    x = keras.Input((28, 28, 1))
+    return keras.Model(x, keras.layers.Lambda(fn, name="features")(x), name=name)
+
+
+def constant_encoder():
+    """The same feature vector for every image: no head can tell the images apart."""
+    return lambda_encoder(lambda x: tf.ones([tf.shape(x)[0], 8]) + 0.0 * tf.reduce_mean(x), "constant")
+
+
+def class_code_encoder():
+    """Features that name the class coded in pixel (0, 0) as 20 * class: 3 * one-hot."""
+    return lambda_encoder(lambda x: 3.0 * tf.one_hot(tf.cast(tf.round(x[:, 0, 0, 0] * 255.0 / 20.0), tf.int32), 10),
+                          "class_code")
+
+
+def test_a_head_that_predicts_one_class_is_flagged_and_the_others_are_not(digits):
+    """frozen_mlp on features identical for every image can only predict one class: each
+    seed's row is flagged (collapsed_seeds) and results.md marks the cell and says why;
+    on features that name the class, nothing is."""
+    images, labels = digits(300, seed=3)
+    train, test = ImageSet(images[:200], labels[:200]), ImageSet(images[200:], labels[200:])
+    e = EvalConfig(label_counts=(30,), seeds=(0, 1), head_hidden=16, head_steps=100, head_dropout=0.0,
+                   head_learning_rate=0.2, head_batch_size=10, scratch=False, random_frozen=False, linear_probe=False,
+                   knn=False)
+    res = evaluate_encoder(constant_encoder(), constant_encoder, e, train, test, validation_images=0,
+                           seed=0, encoder_label="const", progress=False)
+    (row,) = res["rows"]
+    assert row["collapsed_seeds"] == [0, 1]
+    # its accuracy is the share of the one class it predicts
+    shares = {float(np.mean(test.labels == c)) for c in range(10)}
+    assert all(any(abs(v - sh) < 1e-9 for sh in shares) for v in row["values"])
+    md = results_markdown(res, "t")
+    assert "†" in md.split("| const | frozen_mlp |")[1].splitlines()[0]
+    assert "seed(s) 0, 1 predicted one class for every scored image" in md and "no seed trained" in md
+
+    # The class coded in a pixel: the head learns it, no seed is flagged.
+    coded = [ImageSet(s.images.copy(), s.labels) for s in (train, test)]
+    for s in coded:
+        s.images[:, 0, 0, 0] = 20 * s.labels
+    res = evaluate_encoder(class_code_encoder(), class_code_encoder, e, *coded, validation_images=0,
+                           seed=0, encoder_label="coded", progress=False)
+    (row,) = res["rows"]
+    assert row["collapsed_seeds"] == [] and row["mean"] > 0.9
+    assert "†" not in results_markdown(res, "t")
