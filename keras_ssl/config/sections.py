@@ -26,7 +26,11 @@ class DataConfig:
       under ``path``, each a TUM RGB-D sequence; none: ``path`` is one). Frames are decoded in
       tf.data, never all loaded (docs/sequences.md); ``frame_size`` [H, W]: every frame
       resized to it (area) before the pretext's crop of ``image_size`` x ``image_size``
-      (null: frames as stored).
+      (null: frames as stored). ``validation_sequences``: sequences held out of pretraining
+      (KITTI numbers or TUM folders, none of ``sequences``): every ``train.monitor_every``
+      steps the pretext's loss and accuracies on ``validation_pairs`` of their pairs (a fixed
+      draw, the same crops each time; odometry's classes from the training bins) go to
+      TensorBoard (``val_loss``, ``val_<target>_acc``) and the summary's ``monitor``.
     - ``tfds_data_dir``: TFDS data directory (None: TFDS's default).
     - ``image_size``: height = width of the images, px; ``channels``: 1 gray, 3 RGB (converted).
     - ``eval_dataset``: labeled train/test data of the evaluation and the kNN
@@ -64,8 +68,19 @@ class DataConfig:
     sequences: tuple[str, ...] = ()
     camera: Literal["image_2", "image_0", "image_3", "image_1"] = "image_2"
     frame_size: Optional[tuple[int, int]] = None
+    validation_sequences: tuple[str, ...] = ()
+    validation_pairs: int = num(512, 1)
 
     def validate(self):
+        if self.validation_sequences:
+            from keras_ssl.data.sequences import SEQUENCE_DATASETS
+            if self.dataset not in SEQUENCE_DATASETS:
+                raise ValueError(f"validation_sequences need a sequence dataset "
+                                 f"({', '.join(SEQUENCE_DATASETS)}); dataset is {self.dataset!r}")
+        shared = sorted(set(self.validation_sequences) & set(self.sequences))
+        if shared:
+            raise ValueError(f"validation_sequences {shared} are also in data.sequences: held-out "
+                             f"sequences must not be pretrained on")
         if self.frame_size is not None and (len(self.frame_size) != 2 or min(self.frame_size) < 1):
             raise ValueError(f"frame_size must be [height, width] in px, both >= 1, got "
                              f"{list(self.frame_size)}")

@@ -86,11 +86,13 @@ class FramePairs:
 def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, min_gap: int = 1,
                 pairs_per_sequence: Optional[int] = None,
                 seed: int = 0, bins: int = 20, edges: Optional[dict] = None,
-                frame_size: Optional[tuple[int, int]] = None, channels: int = 3) -> FramePairs:
+                frame_size: Optional[tuple[int, int]] = None, channels: int = 3,
+                binning: str = "quantile", bin_size: float = 1.0) -> FramePairs:
     """The pairs of ``sequences`` ``min_gap`` to ``max_gap`` frames apart (both directions):
     all of them, or ``pairs_per_sequence`` drawn per sequence (seeded by ``seed`` and the
-    sequence's position); their classes under ``edges``, or under ``bins`` balanced
-    quantile bins per axis fitted on these pairs when ``edges`` is None; ``frame_size``,
+    sequence's position); their classes under ``edges``, or under bins per axis fitted on
+    these pairs when ``edges`` is None (:func:`.motion.fit_motion_bins`: ``bins`` balanced
+    quantile bins, or ``binning="zscore"``, the authors' uniform bins); ``frame_size``,
     ``channels``: how the pipeline decodes the frames."""
     if not sequences:
         raise ValueError("no sequences")
@@ -113,7 +115,8 @@ def frame_pairs(sequences: Seq[Sequence], max_gap: int, *, min_gap: int = 1,
         paths.extend(str(f) for f in s.frames)
         names.append(s.name)
     motion = concat_motion(motions)
-    edges = fit_motion_bins(motion, bins) if edges is None else {a: list(edges[a]) for a in AXES}
+    edges = (fit_motion_bins(motion, bins, binning, bin_size) if edges is None
+             else {a: list(edges[a]) for a in AXES})
     return FramePairs(paths=tuple(paths), offsets=tuple(offsets), names=tuple(names),
                       pairs=np.concatenate(pairs), sequence=np.concatenate(seq_of), motion=motion,
                       labels=motion_labels(motion, edges), edges=edges,

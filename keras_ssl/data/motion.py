@@ -198,8 +198,49 @@ def edges_from_json(obj) -> np.ndarray:
     return _check_edges(obj)
 
 
-def fit_motion_bins(motion: Motion, bins: int = 20) -> dict[str, list[float]]:
-    """Edges per axis (:data:`AXES`), JSON-ready, fitted on the training pairs' motion."""
+def fit_zscore_bins(values, bins: int, bin_size: float = 1.0) -> np.ndarray:
+    """The original authors' binning (Agrawal et al.'s code, ../docs/sequences.md): the
+    values z-scored with the training mean m and standard deviation s, ``bins`` classes of
+    ``bin_size`` standard deviations each spanning [-bins/2, bins/2] * bin_size around the
+    mean, and one overflow class on each side: ``bins + 2`` classes, edges float64
+    [bins + 3] (the outer two: the training range, widened to hold one bin beyond the
+    inner edges; :func:`to_bins` clips beyond them as for :func:`fit_bins`).
+
+    Not balanced: most pairs fall in the central classes. ValueError if a value is not
+    finite or all values are equal (no spread to scale by)."""
+    v = np.asarray(values, np.float64).ravel()
+    if bins < 1 or not bin_size > 0:
+        raise ValueError(f"bins must be >= 1 and bin_size > 0, got {bins}, {bin_size}")
+    if not len(v) or not np.all(np.isfinite(v)):
+        raise ValueError("cannot fit bins: no values, or a value is not finite")
+    mean, std = float(np.mean(v)), float(np.std(v))
+    if std == 0.0:
+        raise ValueError(f"cannot z-score: all {len(v)} values equal {mean!r}")
+    width = std * bin_size
+    inner = mean + width * (np.arange(bins + 1) - bins / 2.0)
+    return np.concatenate([[min(v.min(), inner[0] - width)], inner, [max(v.max(), inner[-1] + width)]])
+
+
+#: How :func:`fit_motion_bins` cuts each axis: balanced quantiles (``bins`` classes,
+#: the default) or the authors' z-scored uniform bins with overflow (``bins + 2`` classes).
+BINNINGS = ("quantile", "zscore")
+
+
+def bin_count(bins: int, binning: str = "quantile") -> int:
+    """The classes per axis ``bins`` gives under ``binning``."""
+    if binning not in BINNINGS:
+        raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}")
+    return bins + 2 if binning == "zscore" else bins
+
+
+def fit_motion_bins(motion: Motion, bins: int = 20, binning: str = "quantile",
+                    bin_size: float = 1.0) -> dict[str, list[float]]:
+    """Edges per axis (:data:`AXES`), JSON-ready, fitted on the training pairs' motion:
+    :func:`fit_bins` (``"quantile"``) or :func:`fit_zscore_bins` (``"zscore"``, ``bin_size``
+    standard deviations per class)."""
+    bin_count(bins, binning)
+    if binning == "zscore":
+        return {a: edges_to_json(fit_zscore_bins(getattr(motion, a), bins, bin_size)) for a in AXES}
     return {a: edges_to_json(fit_bins(getattr(motion, a), bins)) for a in AXES}
 
 

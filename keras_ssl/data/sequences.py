@@ -349,12 +349,20 @@ class SequenceData:
         return sum(len(s) for s in self.sequences)
 
 
-def load_sequences(data_cfg) -> SequenceData:
+def load_sequences(data_cfg, validation: bool = False) -> SequenceData:
     """The sequences a DataConfig names: KITTI ``data.sequences`` (e.g. ``["00", "02"]``) of
     camera ``data.camera`` under ``data.path``; TUM: each of ``data.sequences`` a folder
-    under ``data.path`` (none: ``data.path`` itself is the sequence). DataError naming the
+    under ``data.path`` (none: ``data.path`` itself is the sequence). ``validation``: those
+    of ``data.validation_sequences`` instead (read the same way). DataError naming the
     key when one is missing."""
     name = data_cfg.dataset
+    if validation:
+        import dataclasses
+
+        if not data_cfg.validation_sequences:
+            raise DataError("no data.validation_sequences to load")
+        data_cfg = dataclasses.replace(data_cfg, sequences=tuple(data_cfg.validation_sequences),
+                                       validation_sequences=())
     if not data_cfg.path:
         raise DataError(f"data.dataset {name!r} needs data.path: the dataset's root folder")
     frame_size = tuple(int(v) for v in data_cfg.frame_size) if data_cfg.frame_size else None

@@ -43,6 +43,14 @@ class SequencePretext(Pretext):
         self.pairs = self.pairs_of(data)
         return self.pairs
 
+    def validation_index(self, data: SequenceData) -> FramePairs:
+        """The index of held-out sequences (``data.validation_sequences``), labeled as the
+        training index is (after :meth:`prepare`: a subclass whose classes are fitted on
+        the training pairs labels these with them). Default: :meth:`pairs_of` on them."""
+        if self.pairs is None:
+            raise RuntimeError(f"{type(self).__name__}.validation_index before prepare")
+        return self.pairs_of(data)
+
     def facts(self, pairs: FramePairs) -> dict:
         """What a run keeps of this pretext's index (counts, classes, settings); JSON-ready."""
         return {"pairs": len(pairs)}

@@ -59,6 +59,21 @@ def knn_monitor(cfg: ExperimentConfig, train: ImageSet) -> Callable[[keras.Model
     return lambda encoder: {"knn_val": knn_validation(cfg, train, encoder)}
 
 
+def _pretext_validation(cfg: ExperimentConfig, pretext, trainer, log: Callable):
+    """The pretext monitor on ``data.validation_sequences``
+    (:class:`keras_ssl.training.monitors.PretextValidation`): ``data.validation_pairs`` of
+    their pairs, labeled as the training pairs are, drawn once with the run's seed."""
+    from keras_ssl.data.sequences import load_sequences
+    from keras_ssl.training.monitors import PretextValidation
+
+    val = load_sequences(cfg.data, validation=True)
+    index = pretext.validation_index(val)
+    log(f"pretext monitor: {cfg.data.validation_pairs} of the {len(index)} pairs of the held-out "
+        f"sequence(s) {', '.join(index.names)}, drawn once")
+    return PretextValidation(trainer.method, pretext, index, batch_size=cfg.train.batch_size,
+                             examples=cfg.data.validation_pairs, seed=cfg.seed)
+
+
 def _load_labeled(cfg: ExperimentConfig) -> Labeled:
     """(train, test) of the evaluation dataset."""
     from keras_ssl.data import load_labeled
@@ -108,6 +123,7 @@ def _pretrain(cfg: ExperimentConfig, run_dir: Path, images, *, progress: bool,
     """
     from keras_ssl import registry
     from keras_ssl.training.loop import Pretrainer
+    from keras_ssl.training.monitors import combined
 
     pretext = registry.build("pretext", cfg.pretext, _image_shape(cfg))
     images = pretext.prepare(images)   # what the pretext samples: the images, or frame pairs
@@ -118,15 +134,20 @@ def _pretrain(cfg: ExperimentConfig, run_dir: Path, images, *, progress: bool,
     log(f"pretraining {cfg.encoder.name} + {cfg.method.name} on {cfg.pretext.name} "
         f"({len(images)} {what}, {cfg.train.steps} steps of {cfg.train.batch_size}, "
         f"{trainer.strategy.num_replicas_in_sync} replica(s))")
-    labeled, monitor = None, None
+    labeled, monitors = None, []
     if not monitor_ok:
         pass
     elif cfg.train.monitor_every and cfg.data.validation_images:
         labeled = _load_labeled(cfg)
-        monitor = knn_monitor(cfg, labeled[0])
+        monitors.append(knn_monitor(cfg, labeled[0]))
     elif cfg.train.monitor_every:
         log("train.monitor_every is set but data.validation_images is 0: no kNN monitor")
-    summary = trainer.train(images, monitor=monitor)
+    if monitor_ok and cfg.data.validation_sequences:
+        if cfg.train.monitor_every:
+            monitors.append(_pretext_validation(cfg, pretext, trainer, log))
+        else:
+            log("data.validation_sequences is set but train.monitor_every is 0: not monitored")
+    summary = trainer.train(images, monitor=combined(monitors))
     if summary.get("resumed_finished"):
         # Evaluated or exported again: the pretraining facts are those of the run that trained.
         previous = previous_pretrain(run_dir)

@@ -31,7 +31,15 @@ HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_e
                 "train.sample_pairs",  # sample_pairs: the name before sample_examples
                 # A run that trained with skip_unreadable off read every file, as it does
                 # with it on; run directories from before the setting have no such key.
-                "data.skip_unreadable")
+                "data.skip_unreadable",
+                # What the pretext monitor scores on: read, never trained on.
+                "data.validation_sequences", "data.validation_pairs",
+                # The labeled evaluation data (and the validation split carved from it):
+                # what a finished run's encoder is evaluated and monitored on, never what
+                # it pretrains on (data.dataset, data.path). Another --set of these on a
+                # finished run evaluates its encoder on other labeled data.
+                "data.eval_dataset", "data.eval_path", "data.eval_train_crops",
+                "data.eval_test_crops", "data.validation_images")
 
 
 #: Pretraining settings added after run directories existed, with the value every run
@@ -47,7 +55,9 @@ ADDED_LATER = {"train.precision": "float32", "data.sequences": [], "data.camera"
 #: ``transform``).
 COMPONENT_ADDED_LATER = {("pretext", "augment", "views"): 1,
                          # pirl's set of transforms (issue 17): every run before it had one
-                         ("pretext", "pirl", "transforms"): []}
+                         ("pretext", "pirl", "transforms"): [],
+                         # odometry's binning: every run before it had balanced quantile bins
+                         ("pretext", "odometry", "binning"): "quantile"}
 
 
 def _pretraining_part(cfg_dict: dict) -> dict:

@@ -216,3 +216,27 @@ def test_bins_fitted_across_sequences_with_concat_motion():
     counts = np.bincount(np.concatenate([pair_labels(a, sample_pairs(30, 7, n_pairs=100, seed=0), edges)["tz"],
                                          pair_labels(b, sample_pairs(40, 7, n_pairs=60, seed=1), edges)["tz"]]))
     assert counts.max() - counts.min() <= 1
+
+
+def test_zscore_bins_are_the_authors_uniform_bins_with_two_overflow_classes():
+    """binning "zscore": width w = std * bin_size around the training mean m; v in
+    [m + (k - 10) w, m + (k - 9) w) is class k + 1 for k = 0..19, below m - 10 w class 0,
+    at or above m + 10 w class 21 (22 classes from bins = 20)."""
+    from keras_ssl.data.motion import bin_count, fit_zscore_bins
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(3.0, 2.0, 5000)
+    m, s = v.mean(), v.std()
+    e = fit_zscore_bins(v, 20, bin_size=0.5)
+    w = s * 0.5
+    assert len(e) == 23 and bin_count(20, "zscore") == 22 and bin_count(20, "quantile") == 20
+    np.testing.assert_allclose(e[1:-1], m + w * np.arange(-10, 11), rtol=0, atol=1e-12)
+    probe = [m + 0.5 * w, m - 0.5 * w, m - 9.5 * w, m - 10.5 * w, m + 9.5 * w, m + 10.5 * w, m + 1e6]
+    assert to_bins(probe, e).tolist() == [11, 10, 1, 0, 20, 21, 21]
+    # most values sit in the central classes (+-2 std = 8 classes hold ~95 %)
+    counts = np.bincount(to_bins(v, e), minlength=22)
+    assert counts[7:15].sum() / len(v) == pytest.approx(0.954, abs=0.02)
+    with pytest.raises(ValueError, match="all 3 values equal"):
+        fit_zscore_bins([1.0, 1.0, 1.0], 20)
+    with pytest.raises(ValueError, match="binning must be one of"):
+        bin_count(20, "uniform")
