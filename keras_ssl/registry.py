@@ -93,10 +93,12 @@ class Params:
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered component: its ``name``, its ``builder`` and its ``params`` dataclass."""
+    """A registered component: its ``name``, its ``builder`` and its ``params`` dataclass;
+    ``shared``: a method that many pretexts share (see :func:`run_label`)."""
     name: str
     builder: Any
     params: type
+    shared: bool = False
 
 
 _REGISTRY: dict[str, dict[str, Entry]] = {k: {} for k in KINDS}
@@ -108,21 +110,34 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown registry kind {kind!r}; known: {KINDS}")
 
 
-def register(kind: str, name: str, params: type) -> Callable:
+def register(kind: str, name: str, params: type, *, shared: bool = False) -> Callable:
     """Decorator: ``@register("encoder", "bcnn", BCNNParams)``.
 
+    ``shared=True`` (methods only): a head that many pretexts put on the encoder
+    (``classify``, ``contrastive``), so a run is named after its pretext, not the
+    method (:func:`run_label`).
     A second builder under the same ``kind`` and ``name`` raises ValueError
     (two modules claiming one config name would silently shadow each other).
     """
     _check_kind(kind)
+    if shared and kind != "method":
+        raise ValueError(f"only methods can be shared, not {kind} {name!r}")
 
     def deco(builder):
         if name in _REGISTRY[kind] and _REGISTRY[kind][name].builder is not builder:
             raise ValueError(f"{kind} {name!r} registered twice")
-        _REGISTRY[kind][name] = Entry(name, builder, params)
+        _REGISTRY[kind][name] = Entry(name, builder, params, shared)
         return builder
 
     return deco
+
+
+def run_label(pretext: str, method: str) -> str:
+    """The name of a run's rows in its results: the method's (``npid``, ``moco`` and
+    ``deepcluster`` all train on the one ``augment`` pretext), or the pretext's when the
+    method is a head many pretexts share (``egomotion``, ``rotation``, ``jigsaw`` are all
+    trained by ``classify``)."""
+    return pretext if entry("method", method).shared else method
 
 
 def modules(kind: str) -> list[str]:

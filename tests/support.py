@@ -146,6 +146,8 @@ def check_smoke_run(cfg, run_dir, exported: bool = True) -> dict:
     export); returns summary.json."""
     import json
 
+    from keras_ssl.registry import run_label
+
     run_dir = Path(run_dir)
     assert cfg.description and cfg.cost, "a shipped config says what it is for and what it costs"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -154,6 +156,8 @@ def check_smoke_run(cfg, run_dir, exported: bool = True) -> dict:
     rows = json.loads((run_dir / "results.json").read_text())["rows"]
     assert {r["protocol"] for r in rows} >= {"frozen_mlp", "knn", "scratch"}
     assert {("frozen_mlp", n) for n in cfg.eval.label_counts} <= {(r["protocol"], r["labels"]) for r in rows}
+    # The encoder's rows are named after the run: the method, or the pretext of a shared head.
+    assert {r["method"] for r in rows if r["protocol"] == "frozen_mlp"} == {run_label(cfg.pretext.name, cfg.method.name)}
     if cfg.train.monitor_every and cfg.data.validation_images:     # the kNN monitor ran
         assert summary["pretrain"]["monitor"] and all(
             0.0 <= m["knn_val"] <= 1.0 for m in summary["pretrain"]["monitor"])

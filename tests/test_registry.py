@@ -188,3 +188,15 @@ def test_config_sections_document_every_field(cls):
 
 def test_label_counts_come_from_one_place():
     assert config.EvalConfig().label_counts == LABEL_COUNTS == (100, 300, 1000, 10000)
+
+
+def test_runs_are_named_after_the_method_unless_its_head_is_shared():
+    """Rows of NPID, MoCo and DeepCluster (all on the ``augment`` pretext) are told apart by
+    the method; the heads that many pretexts share take the pretext's name."""
+    assert {m for m in registry.names("method") if registry.entry("method", m).shared} == {"classify", "contrastive"}
+    assert registry.run_label("augment", "npid") == "npid"
+    assert registry.run_label("augment", "moco") == "moco"
+    assert registry.run_label("egomotion", "classify") == "egomotion"
+    assert registry.run_label("sfa_time", "contrastive") == "sfa_time"
+    with pytest.raises(ValueError, match="only methods can be shared"):
+        registry.register("pretext", "x", Params, shared=True)

@@ -183,7 +183,8 @@ def pretext_rows(runs: list[dict], protocol: str, first_count: int) -> list[dict
         final = pre.get("final", {}) or {}
         metrics = {k: v for k, v in final.items() if k not in ("loss", "learning_rate", *RATE_KEYS)}
         acc = _cells(run["rows"], protocol).get(first_count)
-        pretext_name = next((r["method"] for r in run["rows"] if r.get("protocol") == protocol), "")
+        pretext_name = run["pretrain"].get("pretext") or next(   # runs before it was recorded: the row label
+            (r["method"] for r in run["rows"] if r.get("protocol") == protocol), "")
         out.append({"name": name, "pretext": pretext_name, "method": run["pretrain"].get("method", ""),
                     "steps": run["pretrain"].get("steps"), "batch": run["pretrain"].get("batch_size"),
                     "seconds": pre.get("seconds"), "examples_per_s": _rate(run["pretrain"], pre),

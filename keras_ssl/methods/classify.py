@@ -78,7 +78,7 @@ def _conv_top(p: ClassifyParams, encoder: keras.Model, inputs: list) -> keras.Ke
     return keras.layers.Flatten(name="top_flat")(x)
 
 
-@register("method", "classify", ClassifyParams)
+@register("method", "classify", ClassifyParams, shared=True)
 def build_classify(p: ClassifyParams, encoder: keras.Model, pretext, *,
                    facts: DatasetFacts = NO_FACTS) -> PretextClassifier:
     if not pretext.targets:

@@ -60,7 +60,7 @@ class ContrastiveMethod(Method):
         return loss, {"pair_acc": tf.cast(right, tf.float32), "close_frac": y, "distance": d}
 
 
-@register("method", "contrastive", ContrastiveParams)
+@register("method", "contrastive", ContrastiveParams, shared=True)
 def build_contrastive(p: ContrastiveParams, encoder: keras.Model, pretext, *,
                       facts: DatasetFacts = NO_FACTS) -> ContrastiveMethod:
     if len(pretext.view_names) != 2:

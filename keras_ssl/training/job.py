@@ -194,6 +194,7 @@ def _evaluate(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, labele
     from keras_ssl.encoders import build_encoder, input_transform_of
     from keras_ssl.evaluation.protocols import evaluate_encoder
     from keras_ssl.evaluation.results import write_results
+    from keras_ssl.registry import run_label
 
     out = {}
     # The baselines' fresh encoders take the same images through the same input transform.
@@ -204,11 +205,12 @@ def _evaluate(cfg: ExperimentConfig, run_dir: Path, encoder: keras.Model, labele
     results = evaluate_encoder(
         encoder, lambda: build_encoder(cfg.encoder, _image_shape(cfg), transform), cfg.eval, train, test,
         validation_images=cfg.data.validation_images, seed=cfg.seed,
-        encoder_label=cfg.pretext.name, progress=progress,
+        encoder_label=run_label(cfg.pretext.name, cfg.method.name), progress=progress,
         datasets={"dataset": cfg.data.dataset, "eval_dataset": cfg.data.eval_dataset})
     results["config"] = cfg.name
     results["pretrain"] = {"steps": cfg.train.steps, "batch_size": cfg.train.batch_size,
-                           "encoder": cfg.encoder.name, "method": cfg.method.name}
+                           "encoder": cfg.encoder.name, "pretext": cfg.pretext.name,
+                           "method": cfg.method.name}
     results["provenance"] = {**origin, "evaluate_seconds": results["seconds"]}
     split = cfg.eval.split
     md = write_results(results, run_dir, title=f"{cfg.name}: few-label {split} accuracy")
