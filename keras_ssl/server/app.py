@@ -256,16 +256,19 @@ def _start_from_flags(args: argparse.Namespace, models: list[ModelConfig],
         raise _UsageError(f"cannot bind: {e}") from None
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, its handlers installed now: before the models load
+    and the servers start, so a signal during startup stops the server cleanly (exit 0)
+    instead of killing it with the default action."""
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    return done
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    stop = _stop_on_signal()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -282,7 +285,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.info("Exporting HTTP/REST API at:%s:%d ...", args.host, handle.rest_port)
     if batching is not None:
         log.info("Batching: %s", batching)
-    _wait_for_signal()
+    stop.wait()
     log.info("Shutting down")
     handle.stop()
     return 0
