@@ -160,7 +160,6 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: whose full run has not been measured. It must say so in its "cost" and carry no
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
-    "drives_sfa_time.json": "new (issue 16): SFA from time on the rendered drives",
     "drives_shuffle_learn.json": "new (issue 16): Shuffle & Learn on the rendered drives",
 }
 
