@@ -165,6 +165,8 @@ class EvalConfig:
     - ``scratch``: the same classifier on a fresh encoder, all trained, ``scratch_steps`` (>= ``head_steps``, checked).
     - ``random_frozen``: the frozen-head protocol on a randomly initialised encoder.
     - ``linear_probe``: softmax regression per tapped layer, ``linear_probe_steps``.
+    - ``random_linear``: the same per-layer probes on the random encoder (rows
+      ``random_linear:<layer>``; needs ``linear_probe``): the floor of each layer's row.
     - ``knn``: k-nearest-neighbour accuracy (cosine), ``knn_k`` neighbours.
     - ``max_test_images``: score on the first N test images (None: all).
     - ``split``: what every classifier is scored on: ``"test"`` (the report, once, at the
@@ -188,6 +190,7 @@ class EvalConfig:
     random_frozen: bool = True
     linear_probe: bool = True
     linear_probe_steps: int = num(2000, 1)
+    random_linear: bool = False
     knn: bool = True
     knn_k: int = num(10, 1)
     max_test_images: Optional[int] = num(None, 1)
@@ -195,6 +198,9 @@ class EvalConfig:
     finetune: bool = False
 
     def validate(self):
+        if self.random_linear and not self.linear_probe:
+            raise ValueError("random_linear needs linear_probe: it is the random encoder's "
+                             "row beside each layer's probe")
         if (self.scratch or self.finetune) and self.scratch_steps < self.head_steps:
             raise ValueError(f"scratch_steps ({self.scratch_steps}) must be >= head_steps "
                              f"({self.head_steps}): a baseline trained less than the head is none")

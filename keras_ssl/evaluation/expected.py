@@ -15,7 +15,8 @@ A config may carry an ``"expected"`` object (:class:`~keras_ssl.config.Experimen
   (``results_validation.json``): the split the means were scored on;
 - ``tolerance``: the default allowed ``|measured - expected|`` of a row (default 0.02, > 0);
 - ``rows`` (required): protocol (a ``protocol`` of results.json's rows: ``frozen_mlp``,
-  ``scratch``, ``finetune``, ``random_frozen``, ``knn``, ``linear:<layer>``) -> label
+  ``scratch``, ``finetune``, ``random_frozen``, ``knn``, ``linear:<layer>``,
+  ``random_linear:<layer>``) -> label
   count (a JSON key, so a string: ``"100"``) -> the mean over seeds, or
   ``[mean, tolerance]`` for a tolerance of its own.
 
@@ -38,6 +39,8 @@ from keras_ssl.evaluation.results import results_name
 #: The protocols of results.json's rows (evaluation/protocols.py), besides ``linear:<layer>``.
 PROTOCOLS = ("frozen_mlp", "random_frozen", "knn", "scratch", "finetune")
 LINEAR = "linear:"
+#: The prefixes of per-layer protocols: ``linear:<layer>``, ``random_linear:<layer>``.
+PER_LAYER = (LINEAR, "random_linear:")
 SPLITS = ("test", "validation")
 DEFAULT_TOLERANCE = 0.02
 _KEYS = ("rows", "source", "split", "tolerance")
@@ -107,10 +110,10 @@ def parse_expected(raw: dict, where: str) -> Expected:
     rows = []
     for protocol, by_count in table.items():
         key = f"expected.rows.{protocol}"
-        if protocol not in PROTOCOLS and not (isinstance(protocol, str) and protocol.startswith(LINEAR)
-                                              and len(protocol) > len(LINEAR)):
+        if protocol not in PROTOCOLS and not (isinstance(protocol, str) and any(
+                protocol.startswith(p) and len(protocol) > len(p) for p in PER_LAYER)):
             fail(f"unknown key '{key}': not a protocol of results.json "
-                 f"(known: {', '.join(PROTOCOLS)}, {LINEAR}<layer>)")
+                 f"(known: {', '.join(PROTOCOLS)}, " + ", ".join(f"{p}<layer>" for p in PER_LAYER) + ")")
         if not isinstance(by_count, dict) or not by_count:
             fail(f"'{key}' must be a non-empty object (label count -> mean), got {by_count!r}")
         for count, value in by_count.items():

@@ -13,6 +13,8 @@ subsets either way):
 - ``random_frozen``: ``frozen_mlp`` on a freshly initialised encoder (what the
   head gets from the architecture alone, the floor pretraining must clear);
 - ``linear:<layer>``: softmax regression on each tapped layer's features;
+- ``random_linear:<layer>``: the same on the random encoder of ``random_frozen`` (the
+  same weights), the floor of each layer's probe (``eval.random_linear``);
 - ``knn``: k-nearest neighbours (cosine) on the final features;
 - ``scratch``: the same classifier with a freshly initialised encoder, every
   layer trained, for ``scratch_steps`` (>= ``head_steps``) iterations;
@@ -158,6 +160,22 @@ def linear_per_layer(ctx: SubsetContext) -> Scores:
     return out
 
 
+def random_linear(ctx: SubsetContext) -> Scores:
+    """``linear:<layer>`` on a freshly initialised encoder, reseeded as ``random_frozen``'s
+    (so the same weights): what each layer's probe gets from the architecture alone."""
+    ctx.reseed()
+    layers = list(ctx.features)        # the evaluated encoder's taps, then the final features
+    model = tap_outputs(ctx.new_encoder(), layers)
+    f_tr = dict(zip(layers, encode(model, ctx.subset.images)))
+    f_te = dict(zip(layers, encode(model, ctx.test.images)))
+    out = {}
+    for layer in layers:
+        lin = ctx.head(f_tr[layer].shape[1], hidden=0, dropout=0.0, name="linear")
+        out[("random", f"random_linear:{layer}")] = ctx.fit_and_score(
+            lin, f_tr[layer], f_te[layer], ctx.eval_cfg.linear_probe_steps)
+    return out
+
+
 def knn(ctx: SubsetContext) -> Scores:
     """k nearest labeled neighbours (cosine) on the final features; nothing trained."""
     acc = knn_accuracy(ctx.features[FINAL], ctx.subset.labels, ctx.test_features[FINAL],
@@ -198,6 +216,7 @@ PROTOCOLS: dict[str, tuple[Callable[[SubsetContext], Scores], Callable[[EvalConf
     "frozen_mlp": (frozen_mlp, lambda e: True),
     "random_frozen": (random_frozen, lambda e: e.random_frozen),
     "linear": (linear_per_layer, lambda e: e.linear_probe),
+    "random_linear": (random_linear, lambda e: e.random_linear),
     "knn": (knn, lambda e: e.knn),
     "scratch": (scratch, lambda e: e.scratch),
     "finetune": (finetune, lambda e: e.finetune),

@@ -278,3 +278,44 @@ def test_a_head_that_predicts_one_class_is_flagged_and_the_others_are_not(digits
     (row,) = res["rows"]
     assert row["collapsed_seeds"] == [] and row["mean"] > 0.9
     assert "†" not in results_markdown(res, "t")
+
+
+def test_random_linear_probes_the_random_encoder_of_random_frozen(digits):
+    """``random_linear:<layer>`` is ``linear:<layer>`` on the random encoder: evaluating that
+    very encoder (built with the subset's seed, as the baseline builds it) gives the same
+    values layer by layer, where another encoder does not; off, no rows."""
+    from keras_ssl.evaluation.subsets import subset_seed
+
+    images, labels = digits(300, seed=4)
+    train, test = ImageSet(images[:200], labels[:200]), ImageSet(images[200:], labels[200:])
+    comp = Component("convnet", ConvNetParams(filters=(4, 8)))
+    new = lambda: build_encoder(comp, (28, 28, 1))    # noqa: E731
+    # a few probe steps, so that accuracies are far from 1 and differ between encoders
+    e = EvalConfig(label_counts=(30,), seeds=(1,), head_hidden=16, head_steps=20, scratch=False,
+                   linear_probe_steps=3, head_batch_size=16, knn=False, random_linear=True)
+
+    def rows(encoder, cfg=e):
+        res = evaluate_encoder(encoder, new, cfg, train, test, validation_images=20, seed=0,
+                               encoder_label="pre", progress=False)
+        return {r["protocol"]: r["values"] for r in res["rows"]}
+
+    keras.utils.set_random_seed(subset_seed(30, 1))
+    same = rows(new())
+    layers = [p[len("linear:"):] for p in same if p.startswith("linear:")]
+    assert "pool1" in layers and "features" in layers
+    for layer in layers:
+        assert same[f"random_linear:{layer}"] == same[f"linear:{layer}"], layer
+    keras.utils.set_random_seed(12345)
+    other = rows(new())
+    assert other["random_linear:pool1"] == same["random_linear:pool1"]   # the baseline's own weights
+    assert any(other[f"linear:{layer}"] != same[f"linear:{layer}"] for layer in layers)
+    assert not any(p.startswith("random_linear:") for p in rows(new(), dataclasses.replace(e, random_linear=False)))
+
+
+def test_random_linear_without_linear_probes_is_refused():
+    from keras_ssl.config import ConfigError, load_config
+    from support import ROOT
+
+    path = ROOT / "configs" / "drives_sfa_time.json"
+    with pytest.raises(ConfigError, match=r"drives_sfa_time.json.*random_linear needs linear_probe"):
+        load_config(path, {"eval.linear_probe": False})
