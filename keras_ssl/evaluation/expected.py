@@ -36,7 +36,7 @@ from pathlib import Path
 from keras_ssl.config.fields import ConfigError
 from keras_ssl.evaluation.results import results_name
 
-#: The protocols of results.json's rows (evaluation/protocols.py), besides ``linear:<layer>``.
+#: The protocols of results.json's rows (evaluation/protocols.py), besides the per-layer ones (:data:`PER_LAYER`).
 PROTOCOLS = ("frozen_mlp", "random_frozen", "knn", "scratch", "finetune")
 LINEAR = "linear:"
 #: The prefixes of per-layer protocols: ``linear:<layer>``, ``random_linear:<layer>``.
