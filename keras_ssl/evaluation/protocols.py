@@ -52,7 +52,7 @@ Contracts:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Mapping
 
 import keras
@@ -106,6 +106,21 @@ class SubsetContext:
     new_encoder: Callable[[], keras.Model]     # a freshly initialised encoder per call
     encoder_label: str                         # the row method of the evaluated encoder
     encoder: keras.Model                       # the evaluated encoder (never trained here)
+    _random: dict = field(default_factory=dict, repr=False)   # random_features()' cache
+
+    def random_features(self) -> tuple[dict, dict]:
+        """The random encoder's features of ``subset`` and ``test`` (tap name -> array):
+        a fresh encoder built after :meth:`reseed`, so its weights are those of (n, s);
+        at every tap of ``features`` when ``eval.random_linear`` probes them, else the
+        final features alone. Built and encoded once per subset, shared by
+        ``random_frozen`` and ``random_linear``."""
+        if not self._random:
+            self.reseed()
+            layers = list(self.features) if self.eval_cfg.random_linear else [FINAL]
+            model = tap_outputs(self.new_encoder(), layers)
+            self._random["train"] = dict(zip(layers, encode(model, self.subset.images)))
+            self._random["test"] = dict(zip(layers, encode(model, self.test.images)))
+        return self._random["train"], self._random["test"]
 
     def reseed(self) -> None:
         """Keras's seed for the next model built (its initial weights, its dropout)."""
@@ -144,10 +159,8 @@ def frozen_mlp(ctx: SubsetContext) -> Scores:
 
 def random_frozen(ctx: SubsetContext) -> Scores:
     """The thesis protocol on a freshly initialised encoder: the architecture's floor."""
-    ctx.reseed()    # the random encoder's weights are those of (n, s) too
-    rand = ctx.new_encoder()
-    f_tr, f_te = encode(rand, ctx.subset.images)[-1], encode(rand, ctx.test.images)[-1]
-    return {("random", "random_frozen"): _frozen_head_score(ctx, f_tr, f_te)}
+    f_tr, f_te = ctx.random_features()
+    return {("random", "random_frozen"): _frozen_head_score(ctx, f_tr[FINAL], f_te[FINAL])}
 
 
 def linear_per_layer(ctx: SubsetContext) -> Scores:
@@ -161,15 +174,12 @@ def linear_per_layer(ctx: SubsetContext) -> Scores:
 
 
 def random_linear(ctx: SubsetContext) -> Scores:
-    """``linear:<layer>`` on a freshly initialised encoder, reseeded as ``random_frozen``'s
-    (so the same weights): what each layer's probe gets from the architecture alone."""
-    ctx.reseed()
-    layers = list(ctx.features)        # the evaluated encoder's taps, then the final features
-    model = tap_outputs(ctx.new_encoder(), layers)
-    f_tr = dict(zip(layers, encode(model, ctx.subset.images)))
-    f_te = dict(zip(layers, encode(model, ctx.test.images)))
+    """``linear:<layer>`` on ``random_frozen``'s freshly initialised encoder (the same one,
+    :meth:`SubsetContext.random_features`): what each layer's probe gets from the
+    architecture alone."""
+    f_tr, f_te = ctx.random_features()
     out = {}
-    for layer in layers:
+    for layer in ctx.features:         # the evaluated encoder's taps, then the final features
         lin = ctx.head(f_tr[layer].shape[1], hidden=0, dropout=0.0, name="linear")
         out[("random", f"random_linear:{layer}")] = ctx.fit_and_score(
             lin, f_tr[layer], f_te[layer], ctx.eval_cfg.linear_probe_steps)
