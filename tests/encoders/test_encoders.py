@@ -35,6 +35,48 @@ def test_grouped_conv_equals_keras_grouped_conv():
     np.testing.assert_allclose(ours(x), ref(x), atol=1e-5)
 
 
+@pytest.mark.parametrize("hw,kernel,groups", [((2, 2), 5, 2), ((1, 1), 5, 2), ((3, 3), 3, 1),
+                                               ((2, 3), 4, 2), ((4, 4), 5, 4), ((1, 3), 3, 1)])
+def test_small_map_matmul_equals_the_convolution(hw, kernel, groups):
+    """On a map no larger than the kernel the layer computes a matmul; the values and both
+    gradients are those of TensorFlow's convolution ("same" padding, odd and even kernels)."""
+    x = tf.random.stateless_normal((3, *hw, 8), (0, 2))
+    ref = keras.layers.Conv2D(12, kernel, padding="same", groups=groups)
+    ours = GroupedConv2D(12, kernel, padding="same", groups=groups)
+    ref(x), ours(x)
+    ours.set_weights([w + 0.1 for w in ref.get_weights()])      # any weights, the same in both
+    ref.set_weights(ours.get_weights())
+    assert ours._small_map(x)
+    grads = []
+    for layer in (ref, ours):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y))      # a gradient that differs per output position
+        grads.append((y, *tape.gradient(loss, [x, layer.kernel])))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
+
+
+def test_small_map_taps_and_when_the_matmul_is_used():
+    from keras_ssl.encoders.layers import small_map_taps
+    taps = small_map_taps(2, 2, 5, 5)
+    # input (0, 0) to output (1, 1): offset (-1, -1) from the kernel's centre (2, 2), tap (1, 1)
+    assert taps[0, 3] == 1 * 5 + 1 and taps[3, 0] == 3 * 5 + 3 and np.all(np.diag(taps) == 12)
+    assert small_map_taps(1, 3, 1, 3)[0, 2] == 1 * 3     # beyond a 1x3 kernel's reach: "outside"
+    enc = build_encoder(Component("bcnn", BCNNParams()), (28, 28, 1))
+    conv2 = enc.get_layer("conv2")
+    assert conv2._small_map(tf.zeros((1, 2, 2, 96)))                 # the BCNN's conv2 on MNIST
+    assert not conv2._small_map(tf.zeros((1, 6, 6, 96)))             # 36 positions > 25 taps
+    strided = GroupedConv2D(4, 3, strides=2, padding="same", groups=2)
+    assert not strided._small_map(tf.zeros((1, 2, 2, 4)))
+    GroupedConv2D.small_map_matmul = False
+    try:
+        assert not conv2._small_map(tf.zeros((1, 2, 2, 96)))
+    finally:
+        GroupedConv2D.small_map_matmul = True
+
+
 def test_lrn_is_caffe_formula():
     x = tf.random.stateless_uniform((1, 1, 1, 7), (2, 3)) * 10
     y = LocalResponseNorm(size=5, alpha=1e-1, beta=0.75)(x).numpy().ravel()
