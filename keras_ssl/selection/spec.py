@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from keras_ssl.config import ConfigError, ExperimentConfig, load_config, read_json_object
+from keras_ssl.config import SMOKE_OVERRIDES, ConfigError, ExperimentConfig, load_config, read_json_object
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _KEYS = {"description", "base", "criterion", "set", "variants", "cost", "result"}
@@ -91,8 +91,11 @@ def load_selection(path: str | Path, smoke: bool = False) -> Selection:
             raise ConfigError(f"{where}: '{key}.name': {name!r} is listed twice")
         seen.add(name)
         own = _overrides(v.get("set", {}), f"{key}.set", where)
+        sets = {**shared, **own, "eval.split": "validation"}
+        if smoke:   # --smoke's budget (steps, data, label counts) wins over a variant's own
+            sets = {k: val for k, val in sets.items() if k not in SMOKE_OVERRIDES}
         try:
-            cfg = load_config(base, {**shared, **own, "eval.split": "validation"}, smoke=smoke)
+            cfg = load_config(base, sets, smoke=smoke)
         except ConfigError as e:
             raise ConfigError(f"{where}: variant {name!r}: {e}") from None
         if not cfg.data.validation_images:

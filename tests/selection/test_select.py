@@ -35,6 +35,20 @@ def test_every_variant_is_scored_on_validation_with_the_shared_settings(tmp_path
     assert sel.labels == tuple(sel.variants[0].config.eval.label_counts) and sel.protocol == "frozen_mlp"
 
 
+def test_smoke_keeps_its_budget_over_a_variants_own(tmp_path):
+    """A variant that sets its own steps (a budget-matched grid) still runs --smoke's few steps
+    on tiny data; its other settings are kept, and the full run keeps the variant's steps."""
+    doc = _doc(variants=[{"name": "a", "set": {}},
+                         {"name": "b", "set": {"train.steps": 10000, "train.learning_rate": 0.02,
+                                               "data.validation_images": 3000}}])
+    smoke = load_selection(_write(tmp_path, doc), smoke=True)
+    b = smoke.variants[1].config
+    assert b.train.steps == 8 and b.data.validation_images == 64 and b.train.learning_rate == 0.02
+    assert b.eval.split == "validation"
+    full = load_selection(_write(tmp_path, doc)).variants[1].config
+    assert full.train.steps == 10000 and full.data.validation_images == 3000
+
+
 @pytest.mark.parametrize("doc, match", [
     (_doc(extra=1), "unknown key 'extra'"),
     ({"base": BASE}, "missing required key 'variants'"),
