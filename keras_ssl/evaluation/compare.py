@@ -3,6 +3,7 @@
     python -m keras_ssl.compare runs/* [--out DIR] [--protocol frozen_mlp] [--split test]
                                        [--skip-missing] [--no-thesis]
     python -m keras_ssl.compare runs/* --check [--out DIR] [--expected configs/NAME.json]
+    python -m keras_ssl.compare runs/NAME --keep docs/runs [--check]
 
 Reads ``results.json`` (``--split validation``: ``results_validation.json``, the
 scores on the validation split; the tables' titles say which) and, when present,
@@ -38,6 +39,11 @@ and exits 1 if a run fails, 2 if a run cannot be checked (no ``expected`` in its
 config.json, no results file), else 0. It writes no file unless ``--out`` is given
 (then the comparison too).
 
+``--keep DIR`` copies each run's record, the files this module reads (:data:`RECORD_FILES`,
+a few KB: no checkpoint, no encoder), to ``DIR/<run directory name>/``: a directory of
+records is read like run directories, so a table regenerates from the records of runs
+made on machines that no longer hold them (``docs/runs/``, README "Run records").
+
 Nothing here knows about particular methods: every run is read the same way.
 """
 from __future__ import annotations
@@ -56,6 +62,8 @@ from keras_ssl.evaluation.results import RESULTS_NAMES, mean_std, results_name
 from keras_ssl.files import write_text_atomic
 
 SCRATCH = "scratch"
+#: What a run's comparison reads: its record, kept by ``--keep`` (those present are copied).
+RECORD_FILES = ("config.json", "results.json", "results_validation.json", "summary.json", "pretext.json")
 #: Protocols that measure a baseline rather than the run's encoder, and the row name each gets.
 BASELINES = {SCRATCH: "from scratch", "random_frozen": "random encoder, frozen"}
 
@@ -334,6 +342,32 @@ def compare(run_dirs, out_dir, protocol: str = "frozen_mlp", skip_missing: bool 
             "out": str(out)}
 
 
+def keep_records(run_dirs, dest, log=print) -> list[Path]:
+    """Copy each run's :data:`RECORD_FILES` to ``dest/<run directory name>/``, replacing an older
+    record of that name; only runs with results on some split (CompareError otherwise, before
+    anything is written). Returns the record directories written."""
+    runs = [Path(d) for d in run_dirs]
+    for d in runs:
+        if not any((d / f"{name}.json").is_file() for name in RESULTS_NAMES.values()):
+            raise CompareError(f"{d}: no {' or '.join(f'{n}.json' for n in RESULTS_NAMES.values())}: "
+                               "nothing to keep (the run did not finish its evaluation)")
+    names = [d.resolve().name for d in runs]
+    if len(set(names)) < len(names):
+        raise CompareError(f"two runs named alike would share one record: {sorted(names)}")
+    written = []
+    for d, name in zip(runs, names):
+        target = Path(dest) / name
+        target.mkdir(parents=True, exist_ok=True)
+        for f in RECORD_FILES:
+            if (d / f).is_file():
+                write_text_atomic(target / f, (d / f).read_text())
+            elif (target / f).is_file():
+                (target / f).unlink()          # a stale file of an older record of that name
+        log(f"kept {d} -> {target}")
+        written.append(target)
+    return written
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m keras_ssl.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -355,10 +389,21 @@ def main(argv=None) -> int:
     p.add_argument("--expected", metavar="CONFIG", default=None,
                    help="with --check: read the expected results from this config file instead of each "
                         "run's config.json (a run made before its config stated its results)")
+    p.add_argument("--keep", metavar="DIR", default=None,
+                   help="copy each run's record (its config, results, summary, pretext facts) to "
+                        "DIR/<run name>/, e.g. docs/runs: tables regenerate from it later")
     args = p.parse_args(argv)
     if args.expected is not None and not args.check:
         p.error("--expected is used with --check")
     code = 0
+    if args.keep is not None:
+        try:
+            keep_records(args.runs, args.keep)
+        except CompareError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if not args.check and args.out is None:
+            return 0
     if not args.check or args.out is not None:
         try:
             res = compare(args.runs, args.out or "comparison", args.protocol, args.skip_missing,

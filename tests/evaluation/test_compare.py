@@ -201,3 +201,34 @@ def test_split_validation_reads_results_validation(tmp_path, capsys):
     assert C.main([str(missing), "--split", "validation", "--out", str(out)]) == 2
     assert "testonly: no results_validation.json" in capsys.readouterr().err
     assert C.main([str(d), str(missing), "--split", "validation", "--skip-missing", "--out", str(out)]) == 0
+
+
+def test_kept_records_regenerate_the_same_table(tmp_path, capsys):
+    """--keep copies what the comparison reads and nothing else; the table made from the
+    records is the table made from the run directories."""
+    a = fake_run(tmp_path, "mnist_a", (0.8, 0.9), pretext={"permutations": 10})
+    b = fake_run(tmp_path, "mnist_b", (0.6, 0.95), summary=False)
+    (a / "config.json").write_text(json.dumps({"name": "mnist_a"}))
+    (a / "checkpoints").mkdir()
+    (a / "encoder.keras").write_bytes(b"weights")
+    records = tmp_path / "records"
+    (records / "mnist_b").mkdir(parents=True)
+    (records / "mnist_b" / "summary.json").write_text("{}")   # stale: b's new record has none
+    assert C.main([str(a), str(b), "--keep", str(records)]) == 0
+    assert sorted(p.name for p in (records / "mnist_a").iterdir()) == [
+        "config.json", "pretext.json", "results.json", "summary.json"]
+    assert sorted(p.name for p in (records / "mnist_b").iterdir()) == ["results.json"]
+    from_runs = C.compare([a, b], tmp_path / "c1", log=lambda *x: None)["markdown"]
+    from_records = C.compare([records / "mnist_a", records / "mnist_b"], tmp_path / "c2",
+                             log=lambda *x: None)["markdown"]
+    assert from_records == from_runs
+
+
+def test_keep_refuses_an_unfinished_run_before_writing(tmp_path, capsys):
+    a = fake_run(tmp_path, "mnist_a", (0.8, 0.9))
+    unfinished = tmp_path / "mnist_u"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text("{}")
+    assert C.main([str(a), str(unfinished), "--keep", str(tmp_path / "records")]) == 2
+    assert "mnist_u: no results.json or results_validation.json" in capsys.readouterr().err
+    assert not (tmp_path / "records").exists()
