@@ -3,6 +3,7 @@ logic (ports, TF_CONFIGs, restarts, log streaming) with stand-in workers: no
 TensorFlow cluster here (tests/training/test_multi_worker.py trains one)."""
 import io
 import json
+import re
 import sys
 import threading
 
@@ -91,20 +92,25 @@ def test_worker_output_is_prefixed_line_by_line_progress_redraws_included():
     assert out.getvalue() == "[worker1] first\n[worker1] 10%\r[worker1] 50%\r[worker1] done\n[worker1] partial\n"
 
 
-#: A stand-in worker: ``<script> <state dir> <exit code of worker1 on start 1> <later>``;
-#: each start counted in the state directory, worker0 exits 0 once worker1 has exited.
+#: A stand-in worker: ``<script> <state dir> <exit code of worker1 on start 1> <later>``.
+#: Worker1 counts its own starts in the state directory (it always writes before it exits)
+#: and exits with ``first`` on its first start, ``later`` after; worker0 exits 0 once
+#: worker1 of the same start (the same cluster ports) has written. Worker0 may be killed
+#: before it writes anything (worker1 failed first, on a loaded machine), so starts are
+#: counted from the cluster's own log, not from worker0's files.
 FAKE_WORKER = r"""
 import json, os, sys, time
 from pathlib import Path
 state, first, later = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-me = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-start = len(list(state.glob(f"w{me}-*"))) + 1
-(state / f"w{me}-{start}").write_text(os.environ["TF_CONFIG"])
-print(f"start {start}", flush=True)
+tf_config = json.loads(os.environ["TF_CONFIG"])
+me, start_id = tf_config["task"]["index"], tf_config["cluster"]["worker"][0].rsplit(":", 1)[1]
+(state / f"w{me}-{start_id}").write_text(os.environ["TF_CONFIG"])
 if me == 1:
+    start = len(list(state.glob("w1-*")))
+    print(f"start {start}", flush=True)
     sys.exit(first if start == 1 else later)
 deadline = time.monotonic() + 30
-while not (state / f"w1-{start}").exists() and time.monotonic() < deadline:
+while not (state / f"w1-{start_id}").exists() and time.monotonic() < deadline:
     time.sleep(0.01)
 time.sleep(0.5)
 """
@@ -116,17 +122,20 @@ def fake_cluster(tmp_path, first, later, max_restarts):
     out = io.StringIO()
     code = cluster.run_cluster(2, [str(tmp_path), str(first), str(later)], max_restarts=max_restarts,
                                out=out, command=(sys.executable, str(script)))
-    starts = len(list(tmp_path.glob("w0-*")))
-    return code, starts, out.getvalue()
+    log = out.getvalue()
+    starts = len(re.findall(r"start \d+: 2 worker\(s\)", log))
+    return code, starts, log
 
 
 def test_a_failed_worker_restarts_the_whole_cluster(tmp_path):
     code, starts, log = fake_cluster(tmp_path, 75, 0, max_restarts=2)
     assert (code, starts) == (0, 2)
     assert "worker1 exited with exit code 75" in log and "restart 1 of 2" in log
-    assert "[worker0] start 2" in log and "[worker1] start 2" in log
+    assert "[worker1] start 1" in log and "[worker1] start 2" in log
     # Each start a new cluster: new ports, the same indices.
-    assert json.loads((tmp_path / "w0-1").read_text())["task"]["index"] == 0
+    seen = [json.loads(f.read_text()) for f in tmp_path.glob("w[01]-*")]
+    assert len({d["cluster"]["worker"][0] for d in seen}) == 2
+    assert {d["task"]["index"] for d in seen} == {0, 1}
 
 
 def test_restarts_stop_when_used_up(tmp_path):
