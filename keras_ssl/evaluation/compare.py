@@ -39,7 +39,7 @@ and exits 1 if a run fails, 2 if a run cannot be checked (no ``expected`` in its
 config.json, no results file), else 0. It writes no file unless ``--out`` is given
 (then the comparison too).
 
-``--keep DIR`` copies each run's record, the files this module reads (:data:`RECORD_FILES`,
+``--keep DIR`` copies each run's record, the files this module reads (:data:`.records.RECORD_FILES`,
 a few KB: no checkpoint, no encoder), to ``DIR/<run directory name>/``: a directory of
 records is read like run directories, so a table regenerates from the records of runs
 made on machines that no longer hold them (``docs/runs/``, README "Run records").
@@ -57,13 +57,12 @@ from typing import Optional
 
 from keras_ssl.evaluation.expected import check_run_dirs
 from keras_ssl.evaluation.pairing import paired_rows, pairing_refusal, subset_identity  # noqa: F401
+from keras_ssl.evaluation.records import RecordError, keep_records
 from keras_ssl.evaluation.reference import LABEL_COUNTS, thesis_by_count
 from keras_ssl.evaluation.results import RESULTS_NAMES, mean_std, results_name
 from keras_ssl.files import write_text_atomic
 
 SCRATCH = "scratch"
-#: What a run's comparison reads: its record, kept by ``--keep`` (those present are copied).
-RECORD_FILES = ("config.json", "results.json", "results_validation.json", "summary.json", "pretext.json")
 #: Protocols that measure a baseline rather than the run's encoder, and the row name each gets.
 BASELINES = {SCRATCH: "from scratch", "random_frozen": "random encoder, frozen"}
 
@@ -342,32 +341,6 @@ def compare(run_dirs, out_dir, protocol: str = "frozen_mlp", skip_missing: bool 
             "out": str(out)}
 
 
-def keep_records(run_dirs, dest, log=print) -> list[Path]:
-    """Copy each run's :data:`RECORD_FILES` to ``dest/<run directory name>/``, replacing an older
-    record of that name; only runs with results on some split (CompareError otherwise, before
-    anything is written). Returns the record directories written."""
-    runs = [Path(d) for d in run_dirs]
-    for d in runs:
-        if not any((d / f"{name}.json").is_file() for name in RESULTS_NAMES.values()):
-            raise CompareError(f"{d}: no {' or '.join(f'{n}.json' for n in RESULTS_NAMES.values())}: "
-                               "nothing to keep (the run did not finish its evaluation)")
-    names = [d.resolve().name for d in runs]
-    if len(set(names)) < len(names):
-        raise CompareError(f"two runs named alike would share one record: {sorted(names)}")
-    written = []
-    for d, name in zip(runs, names):
-        target = Path(dest) / name
-        target.mkdir(parents=True, exist_ok=True)
-        for f in RECORD_FILES:
-            if (d / f).is_file():
-                write_text_atomic(target / f, (d / f).read_text())
-            elif (target / f).is_file():
-                (target / f).unlink()          # a stale file of an older record of that name
-        log(f"kept {d} -> {target}")
-        written.append(target)
-    return written
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m keras_ssl.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -399,7 +372,7 @@ def main(argv=None) -> int:
     if args.keep is not None:
         try:
             keep_records(args.runs, args.keep)
-        except CompareError as e:
+        except RecordError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         if not args.check and args.out is None:
