@@ -14,12 +14,13 @@ gap is the noise floor a setting has to clear. Prints a Markdown table.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import interleaved  # noqa: E402  (benchmarks/, beside this script)
 
 
 #: name -> keyword settings of keras_ssl.data.pipeline.pretext_batches ({} = the config's)
@@ -54,11 +55,7 @@ def markdown(ratios: dict, fixed: float, rounds: int, steps: int) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "mnist_egomotion.json"))
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--steps", type=int, default=300, help="timed steps per window")
-    p.add_argument("--warmup", type=int, default=50)
+    p = interleaved.parser(__doc__)
     args = p.parse_args(argv)
 
     import tensorflow as tf

@@ -13,7 +13,6 @@ is the noise floor a precision has to clear. Prints a Markdown table.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import statistics
@@ -22,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import interleaved  # noqa: E402  (benchmarks/, beside this script)
 
 CONTROL = "float32 (control)"
 
@@ -44,11 +45,7 @@ def markdown(rates: dict, batch: int, rounds: int, steps: int, config: str) -> s
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "mnist_egomotion.json"))
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--steps", type=int, default=300, help="timed steps per window")
-    p.add_argument("--warmup", type=int, default=50)
+    p = interleaved.parser(__doc__)
     p.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"])
     args = p.parse_args(argv)
 

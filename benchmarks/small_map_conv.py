@@ -18,7 +18,6 @@ ratio of each to the convolution.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import sys
@@ -28,15 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import interleaved  # noqa: E402  (benchmarks/, beside this script)
+
 SETTINGS = {"convolution": False, "matmul": True, "convolution (control)": False}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "mnist_egomotion.json"))
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--steps", type=int, default=300, help="timed steps per window")
-    p.add_argument("--warmup", type=int, default=50)
+    p = interleaved.parser(__doc__)
     p.add_argument("--scratch-steps", type=int, default=1000, help="steps of one timed scratch training")
     args = p.parse_args(argv)
 
