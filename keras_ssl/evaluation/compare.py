@@ -10,7 +10,8 @@ scores on the validation split; the tables' titles say which) and, when present,
 ``summary.json`` and ``pretext.json`` of every run directory and writes, under
 ``--out`` (default ``comparison/``):
 
-- ``comparison.md``: rows = runs (named by their config), columns = label
+- ``comparison.md``: rows = runs (named by their config), columns = what each
+  row was trained with (pretraining steps x batch; the baselines' budget), label
   counts, cells = mean ± std over seeds of the chosen protocol (default
   ``frozen_mlp``, the thesis protocol), then the baselines the runs
   measured (from scratch; random encoder, frozen), then the thesis's rows beside them; a second table lists
@@ -55,6 +56,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from keras_ssl.evaluation.comparison_plot import plot
 from keras_ssl.evaluation.expected import check_run_dirs
 from keras_ssl.evaluation.pairing import paired_rows, pairing_refusal, subset_identity  # noqa: F401
 from keras_ssl.evaluation.records import RecordError, keep_records
@@ -146,24 +148,45 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
             known = sorted({r.get("protocol") for r in run["rows"]})
             raise CompareError(f"{run['dir']}: no '{protocol}' rows in results.json (has: {', '.join(known)})")
         name = _display_name(run, runs)
-        rows.append({"name": name, "source": "measured", "protocol": protocol,
+        rows.append({"name": name, "source": "measured", "protocol": protocol, "training": _pretraining(run),
                      "cells": {n: _stat(r) for n, r in cells.items()}})
         counts.update(cells)
     for baseline, title in BASELINES.items():
         measured = [(run["name"], {n: _stat(r) for n, r in _cells(run["rows"], baseline).items()})
                     for run in runs]
         distinct = []
-        for name, cells in measured:
-            if cells and not any(cells == other for _, other in distinct):
-                distinct.append((name, cells))
-        for name, cells in distinct:
+        for run, (name, cells) in zip(runs, measured):
+            if cells and not any(cells == other for _, _, other in distinct):
+                distinct.append((run, name, cells))
+        for run, name, cells in distinct:
             label = title if len(distinct) == 1 else f"{title} [{name}]"
-            rows.append({"name": label, "source": "measured", "protocol": baseline, "cells": cells})
+            rows.append({"name": label, "source": "measured", "protocol": baseline, "cells": cells,
+                         "training": _baseline_training(baseline, run), "baseline": True})
     if thesis and counts & set(LABEL_COUNTS):
         for name, ref in thesis_by_count().items():
             rows.append({"name": f"thesis: {name}", "source": "thesis", "protocol": "reported",
+                         "training": "as published",
                          "cells": {n: {"mean": v, "std": None, "n": None} for n, v in ref.items()}})
     return {"counts": sorted(counts), "rows": rows}
+
+
+def _steps(n) -> str:
+    """20000 -> "20K", 2500 -> "2.5K", 125 -> "125"."""
+    return f"{n / 1000:g}K" if n >= 1000 else f"{n}"
+
+
+def _pretraining(run: dict) -> str:
+    """The first table's "training" cell of a run: its pretraining, steps x batch."""
+    steps, batch = run["pretrain"].get("steps"), run["pretrain"].get("batch_size")
+    return f"{_steps(steps)} x {batch}" if steps and batch else "-"
+
+
+def _baseline_training(baseline: str, run: dict) -> str:
+    """The "training" cell of a baseline row, from the protocol of the run that measured it."""
+    if baseline != SCRATCH:
+        return "none (random init)"
+    steps = run["protocol"].get("scratch_steps")
+    return f"{_steps(steps)} steps, all layers" if steps else "all layers"
 
 
 def _stat(r: dict) -> dict:
@@ -227,10 +250,11 @@ def markdown(table: dict, pre: list[dict], protocol: str, title: Optional[str] =
     lines = [f"## {title or f'Few-label {split} accuracy'}", "",
              f"Protocol `{protocol}` (baseline rows: " + ", ".join(f"`{b}`" for b in BASELINES) + "); "
              f"{scored}mean ± std over seeds; thesis rows as published (Torti López 2017, test accuracy).", "",
-             "| run | " + " | ".join(f"{c} labels" for c in counts) + " |",
-             "|---|" + "---:|" * len(counts)]
+             "| run | training | " + " | ".join(f"{c} labels" for c in counts) + " |",
+             "|---|---|" + "---:|" * len(counts)]
     for row in table["rows"]:
-        lines.append(f"| {row['name']} | " + " | ".join(_fmt(row["cells"].get(c)) for c in counts) + " |")
+        lines.append(f"| {row['name']} | {row.get('training', '-')} | "
+                     + " | ".join(_fmt(row["cells"].get(c)) for c in counts) + " |")
     if pre:
         first = counts[0]
         lines += ["", "## Pretext", "",
@@ -274,38 +298,6 @@ def write_csv(table: dict, path: Path) -> None:
                     f"{cell['mean']:.4f}", "" if cell["std"] is None else f"{cell['std']:.4f}",
                     "" if cell["n"] is None else cell["n"]]
             w.writerow([row["name"], row["source"], row["protocol"]] + vals)
-
-
-def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy", split: str = "test") -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for row in table["rows"]:
-        xs = sorted(row["cells"])
-        ys = [row["cells"][x]["mean"] for x in xs]
-        if row["source"] == "thesis":
-            ax.plot(xs, ys, linestyle="--", marker="x", alpha=0.6, label=row["name"])
-            continue
-        style = {"marker": "o"}
-        if row["protocol"] in BASELINES:    # grey, dotted: baselines, not methods
-            style = {"marker": "s", "linestyle": ":", "color": "0.35" if row["protocol"] == SCRATCH else "0.6"}
-        err = [row["cells"][x]["std"] or 0.0 for x in xs]
-        ax.errorbar(xs, ys, yerr=err, capsize=3, label=row["name"], **style)
-    ax.set_xscale("log")
-    ticks = sorted({x for row in table["rows"] for x in row["cells"]})
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([str(t) for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("labeled training images (log scale)")
-    ax.set_ylabel(f"{split} accuracy")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def compare(run_dirs, out_dir, protocol: str = "frozen_mlp", skip_missing: bool = False,

@@ -19,8 +19,8 @@ def fake_run(root, name, acc, scratch=(0.5, 0.7), counts=(100, 1000), seeds=2, p
         rows.append({"method": "scratch", "protocol": "scratch", "labels": n, "mean": s, "std": 0.0,
                      "values": [s] * seeds})
     (d / "results.json").write_text(json.dumps({
-        "config": name, "rows": rows, "protocol": {"label_counts": list(counts)},
-        "pretrain": {"steps": 100, "batch_size": 125, "encoder": "bcnn", "method": "classify"}}))
+        "config": name, "rows": rows, "protocol": {"label_counts": list(counts), "scratch_steps": 4000},
+        "pretrain": {"steps": 2500, "batch_size": 125, "encoder": "bcnn", "method": "classify"}}))
     if summary:
         (d / "summary.json").write_text(json.dumps({"pretrain": {"seconds": 12.0, "final": {
             "loss": 0.5, "permutation_acc": 0.75, "examples_per_s": 1000.0, "learning_rate": 0.01}}}))
@@ -35,10 +35,11 @@ def test_table_markdown_csv_and_png(tmp_path):
     out = tmp_path / "cmp"
     res = C.compare([a, b], out, log=lambda *x: None)
     md = (out / "comparison.md").read_text()
-    assert "| 100 labels | 1000 labels |" in md
-    assert "| mnist_a | 0.800 ± 0.010 | 0.900 ± 0.010 |" in md
-    assert "| from scratch | 0.500 ± 0.000 | 0.700 ± 0.000 |" in md and md.count("from scratch") == 3   # + thesis row, paired table
-    assert "| thesis: egomotion | 0.75 | 0.92 |" in md
+    assert "| run | training | 100 labels | 1000 labels |" in md
+    assert "| mnist_a | 2.5K x 125 | 0.800 ± 0.010 | 0.900 ± 0.010 |" in md      # pretraining steps x batch
+    assert ("| from scratch | 4K steps, all layers | 0.500 ± 0.000 | 0.700 ± 0.000 |" in md
+            and md.count("from scratch") == 3)                                   # + thesis row, paired table
+    assert "| thesis: egomotion | as published | 0.75 | 0.92 |" in md
     assert "permutation_acc 0.750" in md and "mean_hamming 8.8" in md
     rows = list(csv.DictReader(open(out / "comparison.csv")))
     assert [r["run"] for r in rows][:3] == ["mnist_a", "mnist_b", "from scratch"]
@@ -58,6 +59,18 @@ def test_random_encoder_baseline_gets_its_own_row(tmp_path):
     names = [r["name"] for r in table["rows"]]
     assert names == ["a", "b", "from scratch", "random encoder, frozen"]
     assert table["rows"][3]["cells"][1000]["mean"] == pytest.approx(0.6)
+    assert [r["training"] for r in table["rows"]] == ["2.5K x 125", "2.5K x 125", "4K steps, all layers",
+                                                      "none (random init)"]
+
+
+def test_training_column_states_each_rows_budget(tmp_path):
+    a = fake_run(tmp_path, "a", (0.8, 0.9))
+    res = json.loads((a / "results.json").read_text())
+    res["pretrain"].update(steps=20000, batch_size=800)
+    res["protocol"]["scratch_steps"] = 40000                   # the thesis's budget, read from the run
+    (a / "results.json").write_text(json.dumps(res))
+    table = C.compare([a], tmp_path / "o", thesis=False)["table"]
+    assert [r["training"] for r in table["rows"]] == ["20K x 800", "40K steps, all layers"]
     assert (tmp_path / "o" / "comparison.png").is_file()
 
 
@@ -192,7 +205,7 @@ def test_split_validation_reads_results_validation(tmp_path, capsys):
     assert C.main([str(d), "--split", "validation", "--out", str(out), "--no-thesis"]) == 0
     md = (out / "comparison.md").read_text()
     assert md.startswith("## Few-label validation accuracy\n") and "results_validation.json" in md
-    assert "| run | 0.925 ± 0.000 |" in md                                  # the validation numbers
+    assert "| run | - | 0.925 ± 0.000 |" in md                              # the validation numbers
     assert "## Against from scratch, seed by seed (validation accuracy)" in md and "| run | +0.125" in md
     res = C.compare([d], out, thesis=False)                                  # default: the test split
     assert res["markdown"].startswith("## Few-label test accuracy\n")
