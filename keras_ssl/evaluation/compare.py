@@ -1,7 +1,7 @@
 """One comparison table of finished runs, and the check of a run against its expected results.
 
     python -m keras_ssl.compare runs/* [--out DIR] [--protocol frozen_mlp] [--split test]
-                                       [--skip-missing] [--no-thesis]
+                                       [--skip-missing] [--no-thesis] [--sort LABELS]
     python -m keras_ssl.compare runs/* --check [--out DIR] [--expected configs/NAME.json]
     python -m keras_ssl.compare runs/NAME --keep docs/runs [--check]
 
@@ -134,12 +134,15 @@ def _cells(rows, protocol, exclude_method=None) -> dict:
             and (exclude_method is None or r.get("method") != exclude_method)}
 
 
-def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = True) -> dict:
+def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = True,
+                sort_by: Optional[int] = None) -> dict:
     """Rows of the comparison: ``{"counts": [...], "rows": [{name, source, cells}]}``.
 
     ``cells``: label count -> {mean, std, n}. Measured rows first (one per run,
     then each baseline of ``BASELINES``: a single row when every run measured the
-    same numbers, else one per run), then the thesis's rows.
+    same numbers, else one per run), then the thesis's rows. ``sort_by``: a label
+    count; the runs' rows best mean first at that count (runs without it last),
+    else in the order given.
     """
     rows, counts = [], set()
     for run in runs:
@@ -151,6 +154,11 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
         rows.append({"name": name, "source": "measured", "protocol": protocol, "training": _pretraining(run),
                      "cells": {n: _stat(r) for n, r in cells.items()}})
         counts.update(cells)
+    if sort_by is not None:
+        if sort_by not in counts:
+            raise CompareError(f"--sort {sort_by}: no run measured {sort_by} labels "
+                               f"(measured: {', '.join(map(str, sorted(counts)))})")
+        rows.sort(key=lambda r: -r["cells"][sort_by]["mean"] if sort_by in r["cells"] else float("inf"))
     for baseline, title in BASELINES.items():
         measured = [(run["name"], {n: _stat(r) for n, r in _cells(run["rows"], baseline).items()})
                     for run in runs]
@@ -301,10 +309,11 @@ def write_csv(table: dict, path: Path) -> None:
 
 
 def compare(run_dirs, out_dir, protocol: str = "frozen_mlp", skip_missing: bool = False,
-            thesis: bool = True, log=print, split: str = "test") -> dict:
+            thesis: bool = True, log=print, split: str = "test", sort_by: Optional[int] = None) -> dict:
     """Write comparison.md/.csv/.png for ``run_dirs`` under ``out_dir`` from their results on
-    ``split`` (results.json or results_validation.json); returns the table, the paired rows
-    and the pairs refused (``refused``, also in comparison.md)."""
+    ``split`` (results.json or results_validation.json), runs ordered by ``sort_by`` (see
+    :func:`build_table`); returns the table, the paired rows and the pairs refused
+    (``refused``, also in comparison.md)."""
     if not run_dirs:
         raise CompareError("no run directories given (e.g. python -m keras_ssl.compare runs/*)")
     runs = []
@@ -317,7 +326,7 @@ def compare(run_dirs, out_dir, protocol: str = "frozen_mlp", skip_missing: bool 
             log(f"skipped: {e}")
     if not runs:
         raise CompareError(f"none of the run directories has a {results_name(split)}.json")
-    table = build_table(runs, protocol, thesis)
+    table = build_table(runs, protocol, thesis, sort_by)
     pre = pretext_rows(runs, protocol, table["counts"][0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -348,6 +357,9 @@ def main(argv=None) -> int:
                    help="leave out of the tables directories without the results file instead of failing "
                         "(--check still reports them)")
     p.add_argument("--no-thesis", action="store_true", help="do not add the thesis's rows")
+    p.add_argument("--sort", metavar="LABELS", type=int, default=None,
+                   help="order the runs' rows by their mean at this label count, best first "
+                        "(default: the order given)")
     p.add_argument("--check", action="store_true",
                    help="check each run against the 'expected' of its config.json: exit 1 if one fails, "
                         "2 if one has no 'expected'; writes nothing unless --out is given")
@@ -372,7 +384,7 @@ def main(argv=None) -> int:
     if not args.check or args.out is not None:
         try:
             res = compare(args.runs, args.out or "comparison", args.protocol, args.skip_missing,
-                          not args.no_thesis, split=args.split)
+                          not args.no_thesis, split=args.split, sort_by=args.sort)
         except CompareError as e:
             print(f"error: {e}", file=sys.stderr)
             code = 2

@@ -63,6 +63,17 @@ def test_random_encoder_baseline_gets_its_own_row(tmp_path):
                                                       "none (random init)"]
 
 
+def test_sort_orders_runs_by_their_mean_at_a_label_count(tmp_path, capsys):
+    runs = [fake_run(tmp_path, n, acc) for n, acc in (("low", (0.6, 0.95)), ("high", (0.8, 0.9)))]
+    names = lambda t: [r["name"] for r in t["rows"]]                               # noqa: E731
+    assert names(C.compare(runs, tmp_path / "o", thesis=False)["table"])[:2] == ["low", "high"]  # as given
+    assert names(C.compare(runs, tmp_path / "o", thesis=False, sort_by=100)["table"]) == [
+        "high", "low", "from scratch"]                                             # baselines stay last
+    assert names(C.compare(runs, tmp_path / "o", thesis=False, sort_by=1000)["table"])[:2] == ["low", "high"]
+    assert C.main([str(r) for r in runs] + ["--sort", "300", "--out", str(tmp_path / "o")]) == 2
+    assert "--sort 300: no run measured 300 labels (measured: 100, 1000)" in capsys.readouterr().err
+
+
 def test_training_column_states_each_rows_budget(tmp_path):
     a = fake_run(tmp_path, "a", (0.8, 0.9))
     res = json.loads((a / "results.json").read_text())
