@@ -65,10 +65,12 @@ def reported(finished_run, sets, tmp_path_factory):
 
 
 def _cells(md: str, first: str) -> list[list[float]]:
-    """The numbers (mean, std) of each cell of the table row starting ``| first |``."""
+    """The numbers (mean, std) of each accuracy cell of the table row starting ``| first |``
+    (other cells, e.g. compare's "training" column, "2.5K x 125", are left out)."""
     prefix = f"| {first} |"
     row = next(l for l in md.splitlines() if l.startswith(prefix))
-    return [[float(x) for x in re.findall(r"\d+\.\d+", c)] for c in row[len(prefix):].strip("|").split("|")]
+    cells = [c for c in row[len(prefix):].strip("|").split("|") if re.fullmatch(r" *\d\.\d+( ± \d\.\d+)? *", c)]
+    return [[float(x) for x in re.findall(r"\d+\.\d+", c)] for c in cells]
 
 
 def _section(md: str, split: str) -> str:
