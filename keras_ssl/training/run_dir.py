@@ -20,8 +20,10 @@ def default_run_dir(config_path: str, smoke: bool) -> Path:
 
 #: Config sections that do not change what the checkpoints hold: a run directory
 #: may be run again with other values here (a finished run is then evaluated or
-#: exported again without pretraining again).
-AFTER_PRETRAINING = ("eval", "export", "description", "cost", "smoke", "expected")
+#: exported again without pretraining again). ``name`` (the config file's stem) is a
+#: label: a variant a selection chose, written out as a config file of its own, scores
+#: the selection's checkpoints on test without pretraining again.
+AFTER_PRETRAINING = ("name", "eval", "export", "description", "cost", "smoke", "expected")
 #: Pretraining settings that change how the run is carried out, not what it
 #: learns (the batches and the updates stay the same): they may differ too.
 HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_every",

@@ -109,6 +109,14 @@ def test_how_a_run_is_carried_out_may_change_what_it_learns_may_not(tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["train"]["pipeline_threads"] == 0
     with pytest.raises(ConfigError, match=r"differs in: train\b"):
         prepare_run_dir(run_dir, load_config(ROOT / "configs/mnist_egomotion.json", {"train.momentum": 0.5}))
+    # The same settings under another config file's name (a selection's chosen variant written
+    # out as its own config): the same checkpoints, so accepted, and the new name recorded.
+    renamed = tmp_path / "mnist_egomotion_chosen.json"
+    renamed.write_text((ROOT / "configs/mnist_egomotion.json").read_text())
+    prepare_run_dir(run_dir, load_config(renamed))
+    assert json.loads((run_dir / "config.json").read_text())["name"] == "mnist_egomotion_chosen"
+    with pytest.raises(ConfigError, match=r"differs in: encoder\b"):
+        prepare_run_dir(run_dir, load_config(renamed, {"encoder.features": "last"}))
 
 
 def test_an_unwritable_run_directory_is_one_clear_line(tmp_path, capsys):
