@@ -1,0 +1,31 @@
+"""The run records kept in docs/runs/ (README "Run records"): each is read like a run
+directory, and each stays within the ``expected`` results of the config file it names, as
+committed (a config whose stated figures drift from its kept run fails here)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from keras_ssl.evaluation.compare import load_run
+from keras_ssl.evaluation.expected import check_run_dirs
+
+ROOT = Path(__file__).resolve().parents[2]
+RECORDS = sorted(p.parent for p in (ROOT / "docs" / "runs").glob("*/results.json"))
+
+
+def test_the_main_jobs_record_is_kept():
+    assert ROOT / "docs" / "runs" / "mnist_egomotion" in RECORDS
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.name)
+def test_record_is_within_its_committed_configs_expected(record):
+    run = load_run(record)
+    config = ROOT / "configs" / f"{run['name']}.json"
+    assert config.is_file(), f"{record}: names config {run['name']!r}, not in configs/"
+    kept = json.loads((record / "config.json").read_text())
+    committed = json.loads(config.read_text())
+    for section in ("encoder", "pretext", "method"):            # the record is a run of this config
+        assert kept[section]["name"] == committed[section]["name"], (record, section)
+    lines = []
+    assert check_run_dirs([record], out=lines.append, err=lines.append, expected_config=config) == 0, lines
+    assert lines == [f"{record}: OK"]
