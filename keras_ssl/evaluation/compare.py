@@ -11,8 +11,8 @@ scores on the validation split; the tables' titles say which) and, when present,
 ``--out`` (default ``comparison/``):
 
 - ``comparison.md``: rows = runs (named by their config), columns = what each
-  row was trained with (pretraining steps x batch; the baselines' budget), label
-  counts, cells = mean ± std over seeds of the chosen protocol (default
+  row was trained with (pretraining steps x batch, and the encoder when the runs'
+  differ; the baselines' budget), label counts, cells = mean ± std over seeds of the chosen protocol (default
   ``frozen_mlp``, the thesis protocol), then the baselines the runs
   measured (from scratch; random encoder, frozen), then the thesis's rows beside them; a second table lists
   each run's pretext: steps, batch, throughput (examples per second over
@@ -145,13 +145,14 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
     else in the order given.
     """
     rows, counts = [], set()
+    one_encoder = len({run["pretrain"].get("encoder") for run in runs}) == 1
     for run in runs:
         cells = _cells(run["rows"], protocol)
         if not cells:
             known = sorted({r.get("protocol") for r in run["rows"]})
             raise CompareError(f"{run['dir']}: no '{protocol}' rows in results.json (has: {', '.join(known)})")
         name = _display_name(run, runs)
-        rows.append({"name": name, "source": "measured", "protocol": protocol, "training": _pretraining(run),
+        rows.append({"name": name, "source": "measured", "protocol": protocol, "training": _pretraining(run, not one_encoder),
                      "cells": {n: _stat(r) for n, r in cells.items()}})
         counts.update(cells)
     if sort_by is not None:
@@ -183,10 +184,12 @@ def _steps(n) -> str:
     return f"{n / 1000:g}K" if n >= 1000 else f"{n}"
 
 
-def _pretraining(run: dict) -> str:
-    """The first table's "training" cell of a run: its pretraining, steps x batch."""
+def _pretraining(run: dict, encoder: bool = False) -> str:
+    """The first table's "training" cell of a run: its pretraining, steps x batch; with
+    ``encoder`` (the table's runs differ in it), the encoder's name too."""
     steps, batch = run["pretrain"].get("steps"), run["pretrain"].get("batch_size")
-    return f"{_steps(steps)} x {batch}" if steps and batch else "-"
+    cell = f"{_steps(steps)} x {batch}" if steps and batch else "-"
+    return f"{cell}, {run['pretrain'].get('encoder') or '?'}" if encoder else cell
 
 
 def _baseline_training(baseline: str, run: dict) -> str:

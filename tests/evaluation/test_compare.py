@@ -82,6 +82,12 @@ def test_training_column_states_each_rows_budget(tmp_path):
     (a / "results.json").write_text(json.dumps(res))
     table = C.compare([a], tmp_path / "o", thesis=False)["table"]
     assert [r["training"] for r in table["rows"]] == ["20K x 800", "40K steps, all layers"]
+    b = fake_run(tmp_path, "b", (0.9, 0.95), scratch=(0.6, 0.8))     # another encoder: each row names its own
+    res = json.loads((b / "results.json").read_text())
+    res["pretrain"]["encoder"] = "convnet"
+    (b / "results.json").write_text(json.dumps(res))
+    table = C.compare([a, b], tmp_path / "o", thesis=False)["table"]
+    assert [r["training"] for r in table["rows"]][:2] == ["20K x 800, bcnn", "2.5K x 125, convnet"]
     assert (tmp_path / "o" / "comparison.png").is_file()
 
 
