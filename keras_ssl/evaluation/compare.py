@@ -167,8 +167,11 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
         for run, (name, cells) in zip(runs, measured):
             if cells and not any(cells == other for _, _, other in distinct):
                 distinct.append((run, name, cells))
+        encoders = [run["pretrain"].get("encoder") for run, _, _ in distinct]
+        by_encoder = None not in encoders and len(set(encoders)) == len(encoders)   # one row per encoder
         for run, name, cells in distinct:
-            label = title if len(distinct) == 1 else f"{title} [{name}]"
+            tag = run["pretrain"]["encoder"] if by_encoder else name
+            label = title if len(distinct) == 1 else f"{title} [{tag}]"
             rows.append({"name": label, "source": "measured", "protocol": baseline, "cells": cells,
                          "training": _baseline_training(baseline, run), "baseline": True})
     if thesis and counts & set(LABEL_COUNTS):

@@ -88,6 +88,8 @@ def test_training_column_states_each_rows_budget(tmp_path):
     (b / "results.json").write_text(json.dumps(res))
     table = C.compare([a, b], tmp_path / "o", thesis=False)["table"]
     assert [r["training"] for r in table["rows"]][:2] == ["20K x 800, bcnn", "2.5K x 125, convnet"]
+    # The two runs' baselines differ because their encoders do: each row named by its encoder.
+    assert [r["name"] for r in table["rows"]][2:] == ["from scratch [bcnn]", "from scratch [convnet]"]
     assert (tmp_path / "o" / "comparison.png").is_file()
 
 
