@@ -29,3 +29,18 @@ def test_record_is_within_its_committed_configs_expected(record):
     lines = []
     assert check_run_dirs([record], out=lines.append, err=lines.append, expected_config=config) == 0, lines
     assert lines == [f"{record}: OK"]
+
+
+def test_readme_all_methods_table_is_the_records_comparison(tmp_path):
+    """README "All methods" is pasted from `python -m keras_ssl.compare docs/runs/mnist_* --sort 100
+    --out docs/comparison`: every line of that table (header, runs, baselines, thesis rows) is in
+    the README, so a record kept without pasting its table again, or a hand-edited cell, fails."""
+    from keras_ssl.evaluation.compare import compare
+
+    runs = [str(p) for p in sorted((ROOT / "docs" / "runs").glob("mnist_*")) if (p / "results.json").is_file()]
+    first = compare(runs, tmp_path, sort_by=100, log=lambda *a: None)["markdown"].split("\n## ")[0]
+    table = [line for line in first.splitlines() if line.startswith("|")]
+    readme = (ROOT / "README.md").read_text()
+    assert len(table) > 2 + len(runs)
+    assert [line for line in table if line not in readme] == []
+    assert (ROOT / "docs" / "comparison" / "comparison.md").read_text().split("\n## ")[0] == first
