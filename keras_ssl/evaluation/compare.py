@@ -25,7 +25,8 @@ scores on the validation split; the tables' titles say which) and, when present,
   paired with its own from-scratch rows, else with another run's, but only
   when the two provably drew the same subsets (:mod:`.pairing`: same
   ``eval_dataset``, ``validation_seed``, ``validation_images``, ``labeled_pool``,
-  ``split`` and ``test_images`` in results.json's ``protocol``) and on the seeds
+  ``split`` and ``test_images`` in results.json's ``protocol``), have the same
+  encoder (a baseline trains or samples that architecture) and on the seeds
   both measured; every pair refused is listed under the table with the first
   field that differs (and printed);
 - ``comparison.csv``: the first table, one column per (label count, mean/std/n);
@@ -294,7 +295,7 @@ def markdown(table: dict, pre: list[dict], protocol: str, title: Optional[str] =
             name = row["name"] if row.get("baseline") is None else f"{row['name']} (vs {row['baseline']})"
             lines.append(f"| {name} | " + " | ".join(_fmt_paired(row["cells"].get(c)) for c in counts) + " |")
     if refused:
-        lines += ["", "Not paired (the labeled subsets are not provably the same):", ""]
+        lines += ["", "Not paired (the labeled subsets are not provably the same, or the encoders differ):", ""]
         lines += [f"- {r}" for r in refused]
     return "\n".join(lines) + "\n"
 

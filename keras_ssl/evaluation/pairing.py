@@ -48,6 +48,16 @@ def pairing_refusal(a: dict, b: dict, names: tuple[str, str] = ("a", "b")) -> Op
     return None
 
 
+def _encoder_refusal(a: dict, b: dict, names: tuple[str, str]) -> Optional[str]:
+    """Why run ``b``'s baseline rows do not stand for run ``a``'s: a baseline trains or
+    samples the encoder's own architecture (from scratch, a random encoder), so it is
+    borrowed only from a run with the same encoder (results.json ``pretrain.encoder``)."""
+    ea, eb = (r.get("pretrain", {}).get("encoder") for r in (a, b))
+    if ea != eb:
+        return f"encoder differs: {ea!r} in {names[0]}, {eb!r} in {names[1]}"
+    return None
+
+
 def _by_seed(run: dict, protocol: str) -> dict:
     """label count -> {seed: accuracy} of one protocol's rows (seeds from the run's protocol)."""
     out = {}
@@ -68,7 +78,8 @@ def paired_rows(runs: list[dict], protocol: str, baseline: str = "scratch", name
 
     The baseline is the run's own when it measured one (the same evaluation drew
     both on the same subsets), else another run's: only a run whose subsets are
-    provably the same (:func:`~keras_ssl.evaluation.pairing.pairing_refusal`), and
+    provably the same (:func:`~keras_ssl.evaluation.pairing.pairing_refusal`) and whose
+    encoder is the same (the baseline trains that architecture), and
     only when all such runs measured the same baseline numbers; only on the seeds
     both have. Returns (rows, refused): rows ``{name, baseline (None: its own),
     cells}``, ``cells``: label count -> {diff, se (None for one seed), wins, n};
@@ -86,7 +97,8 @@ def paired_rows(runs: list[dict], protocol: str, baseline: str = "scratch", name
             agreeing = []
             for other in measured:
                 other_name = name_of[id(other)]
-                why = pairing_refusal(run["protocol"], other["protocol"], (name, other_name))
+                why = (pairing_refusal(run["protocol"], other["protocol"], (name, other_name))
+                       or _encoder_refusal(run, other, (name, other_name)))
                 if why:
                     refused.append(f"{name}: not paired with {title} of {other_name}: {why}")
                 else:

@@ -161,7 +161,22 @@ def test_paired_difference_against_from_scratch_seed_by_seed(tmp_path):
     assert "| ten (vs main) | +0.010 ± 0.000 (2/2) |" in md
     assert res["refused"] == ["other: not paired with from scratch of main: labeled_pool differs: "
                               "100 in other, 55000 in main"]
-    assert md.endswith("Not paired (the labeled subsets are not provably the same):\n\n- " + res["refused"][0] + "\n")
+    assert md.endswith("Not paired (the labeled subsets are not provably the same, or the encoders differ):\n\n- "
+                       + res["refused"][0] + "\n")
+
+
+def test_another_runs_baseline_is_borrowed_only_for_the_same_encoder(tmp_path):
+    base = paired_run(tmp_path, "main", [0, 1], {100: [0.80, 0.90]}, scratch={100: [0.78, 0.85]})
+    same = paired_run(tmp_path, "same", [0, 1], {100: [0.85, 0.95]})
+    other = paired_run(tmp_path, "wide", [0, 1], {100: [0.95, 0.97]})
+    for d, encoder in ((base, "bcnn"), (same, "bcnn"), (other, "convnet")):
+        res = json.loads((d / "results.json").read_text())
+        res["pretrain"] = {"steps": 10, "batch_size": 8, "encoder": encoder}
+        (d / "results.json").write_text(json.dumps(res))
+    res = C.compare([base, same, other], tmp_path / "o", thesis=False)
+    assert [(r["name"], r["baseline"]) for r in res["paired"]] == [("main", None), ("same", "main")]
+    assert res["refused"] == ["wide: not paired with from scratch of main: encoder differs: "
+                              "'convnet' in wide, 'bcnn' in main"]
 
 
 def test_the_same_subset_identity_pairs():
