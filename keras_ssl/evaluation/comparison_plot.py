@@ -10,14 +10,18 @@ def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy", 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    colours = plt.get_cmap("tab20").colors     # one colour per method row up to 20, then markers differ too
+    markers = "os^Dv<>ph*"
+    methods = [row for row in table["rows"] if row["source"] != "thesis" and not row.get("baseline")]
     for row in table["rows"]:
         xs = sorted(row["cells"])
         ys = [row["cells"][x]["mean"] for x in xs]
         if row["source"] == "thesis":
             ax.plot(xs, ys, linestyle="--", marker="x", alpha=0.6, label=row["name"])
             continue
-        style = {"marker": "o"}
+        i = next((k for k, m in enumerate(methods) if m is row), 0)
+        style = {"marker": markers[i % len(markers)], "color": colours[(2 * i + i // 10) % len(colours)]}
         if row.get("baseline"):    # grey, dotted: baselines, not methods
             style = {"marker": "s", "linestyle": ":", "color": "0.35" if row["protocol"] == "scratch" else "0.6"}
         err = [row["cells"][x]["std"] or 0.0 for x in xs]
@@ -31,7 +35,7 @@ def plot(table: dict, path: Path, title: str = "Few-label MNIST test accuracy", 
     ax.set_ylabel(f"{split} accuracy")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))     # beside the axes, never over a line
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
