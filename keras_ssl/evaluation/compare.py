@@ -287,7 +287,8 @@ def markdown(table: dict, pre: list[dict], protocol: str, title: Optional[str] =
         lines += ["", f"## Against from scratch, seed by seed ({split} accuracy)", ""]
     if paired:
         lines += [f"`{protocol}` {split} accuracy minus from-scratch's on the same labeled subset (same seed; "
-                  "another run's from-scratch rows, named, only when its subsets are provably the same): "
+                  "another run's from-scratch rows, named, only when its subsets are provably the same and "
+                  "its encoder is the same): "
                   "mean ± standard error over the seeds both measured, (seeds won / seeds).", "",
                   "| run | " + " | ".join(f"{c} labels" for c in counts) + " |",
                   "|---|" + "---:|" * len(counts)]
