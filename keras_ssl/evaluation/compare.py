@@ -63,6 +63,7 @@ from keras_ssl.evaluation.pairing import paired_rows, pairing_refusal, subset_id
 from keras_ssl.evaluation.records import RecordError, keep_records
 from keras_ssl.evaluation.reference import LABEL_COUNTS, thesis_by_count
 from keras_ssl.evaluation.results import RESULTS_NAMES, mean_std, results_name
+from keras_ssl.evaluation.training_cells import baseline_cell, pretraining_cell
 from keras_ssl.files import write_text_atomic
 
 SCRATCH = "scratch"
@@ -153,7 +154,8 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
             known = sorted({r.get("protocol") for r in run["rows"]})
             raise CompareError(f"{run['dir']}: no '{protocol}' rows in results.json (has: {', '.join(known)})")
         name = _display_name(run, runs)
-        rows.append({"name": name, "source": "measured", "protocol": protocol, "training": _pretraining(run, not one_encoder),
+        rows.append({"name": name, "source": "measured", "protocol": protocol,
+                     "training": pretraining_cell(run, not one_encoder),
                      "cells": {n: _stat(r) for n, r in cells.items()}})
         counts.update(cells)
     if sort_by is not None:
@@ -174,34 +176,13 @@ def build_table(runs: list[dict], protocol: str = "frozen_mlp", thesis: bool = T
             tag = run["pretrain"]["encoder"] if by_encoder else name
             label = title if len(distinct) == 1 else f"{title} [{tag}]"
             rows.append({"name": label, "source": "measured", "protocol": baseline, "cells": cells,
-                         "training": _baseline_training(baseline, run), "baseline": True})
+                         "training": baseline_cell(baseline, run), "baseline": True})
     if thesis and counts & set(LABEL_COUNTS):
         for name, ref in thesis_by_count().items():
             rows.append({"name": f"thesis: {name}", "source": "thesis", "protocol": "reported",
                          "training": "as published",
                          "cells": {n: {"mean": v, "std": None, "n": None} for n, v in ref.items()}})
     return {"counts": sorted(counts), "rows": rows}
-
-
-def _steps(n) -> str:
-    """20000 -> "20K", 2500 -> "2.5K", 125 -> "125"."""
-    return f"{n / 1000:g}K" if n >= 1000 else f"{n}"
-
-
-def _pretraining(run: dict, encoder: bool = False) -> str:
-    """The first table's "training" cell of a run: its pretraining, steps x batch; with
-    ``encoder`` (the table's runs differ in it), the encoder's name too."""
-    steps, batch = run["pretrain"].get("steps"), run["pretrain"].get("batch_size")
-    cell = f"{_steps(steps)} x {batch}" if steps and batch else "-"
-    return f"{cell}, {run['pretrain'].get('encoder') or '?'}" if encoder else cell
-
-
-def _baseline_training(baseline: str, run: dict) -> str:
-    """The "training" cell of a baseline row, from the protocol of the run that measured it."""
-    if baseline != SCRATCH:
-        return "none (random init)"
-    steps = run["protocol"].get("scratch_steps")
-    return f"{_steps(steps)} steps, all layers" if steps else "all layers"
 
 
 def _stat(r: dict) -> dict:
