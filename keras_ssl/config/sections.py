@@ -26,7 +26,11 @@ class DataConfig:
       under ``path``, each a TUM RGB-D sequence; none: ``path`` is one). Frames are decoded in
       tf.data, never all loaded (docs/sequences.md); ``frame_size`` [H, W]: every frame
       resized to it (area) before the pretext's crop of ``image_size`` x ``image_size``
-      (null: frames as stored). ``validation_sequences``: sequences held out of pretraining
+      (null: frames as stored). ``frame_cache_mb``: 0 (the default) decodes every frame
+      of a batch as it is drawn; N > 0 decodes each frame of the pretext's index once,
+      before training, and keeps them in memory (float32 at ``frame_size``) if they fit in
+      N MB (refused, with the size they need, if not): the same batches, without the
+      decoding's CPU time on every step. ``validation_sequences``: sequences held out of pretraining
       (KITTI numbers or TUM folders, none of ``sequences``): every ``train.monitor_every``
       steps the pretext's loss and accuracies on ``validation_pairs`` of their pairs (a fixed
       draw, the same crops each time; odometry's classes from the training bins) go to
@@ -68,6 +72,7 @@ class DataConfig:
     sequences: tuple[str, ...] = ()
     camera: Literal["image_2", "image_0", "image_3", "image_1"] = "image_2"
     frame_size: Optional[tuple[int, int]] = None
+    frame_cache_mb: int = num(0, 0)
     validation_sequences: tuple[str, ...] = ()
     validation_pairs: int = num(512, 1)
 

@@ -18,7 +18,9 @@ nothing decoded) and a pretext on real frames (egomotion from odometry, SFA from
   images, so the crop adds no motion of its own), drawn from the example's own stateless
   seed. Examples decode in parallel (``threads``) and the batch keeps their order, so the
   batches are the same whatever the thread count, and a resumed run sees the batches the
-  uninterrupted run would have seen.
+  uninterrupted run would have seen. With ``cache_mb`` > 0 every frame of the index is
+  decoded once first (:func:`decode_frames`, the same decoding) and the examples are
+  cropped from memory: the same batches, without decoding on every step.
 
 Element of the dataset: ``({"first": float32 [B, h, w, C], "second": ...},
 {axis: int32 [B] for axis in tx, tz, yaw; "pair": int64 [B]})``, pixels in [0, 1].
@@ -171,15 +173,58 @@ def _decode(path, channels: int, resize):
     return img
 
 
+#: The frames :func:`decode_frames` decoded last, by (paths, frame_size, channels): a run's
+#: training index and its held-out index, decoded once however often batches are made.
+_DECODED: dict = {}
+
+
+def decode_frames(pairs: FramePairs, cache_mb: int, threads: int = 0, progress: bool = True) -> np.ndarray:
+    """float32 [N, H, W, C]: every frame of ``pairs.paths`` decoded as the pipeline decodes
+    it (``pairs.channels``, resized to ``pairs.frame_size``), if they fit in ``cache_mb``
+    MB; ValueError naming ``data.frame_cache_mb`` and the size needed if not, and naming
+    the first frame whose size differs from the first one's (frames as stored)."""
+    key = (pairs.paths, pairs.frame_size, pairs.channels)
+    if key in _DECODED:
+        return _DECODED[key]
+    n = len(pairs.paths)
+    if pairs.frame_size is not None:
+        h, w = pairs.frame_size
+    else:
+        h, w = (int(v) for v in _decode(pairs.paths[0], pairs.channels, None).shape[:2])
+    need = n * h * w * pairs.channels * 4
+    if need > cache_mb * 2 ** 20:
+        raise ValueError(f"data.frame_cache_mb is {cache_mb}: the {n} frames of {h}x{w}x{pairs.channels} "
+                         f"need {need / 2 ** 20:.0f} MB in memory; raise it, set a smaller data.frame_size, "
+                         f"or set it to 0 to decode frames as they are drawn")
+    out = np.empty((n, h, w, pairs.channels), np.float32)
+    ds = tf.data.Dataset.from_tensor_slices(list(pairs.paths)).map(
+        lambda f: _decode(f, pairs.channels, pairs.frame_size),
+        num_parallel_calls=threads or tf.data.AUTOTUNE, deterministic=True)
+    from tqdm import tqdm
+    bar = tqdm(total=n, desc="decoding frames", unit="frame", disable=None if progress else True, mininterval=2, leave=False)
+    for i, frame in enumerate(ds):
+        if tuple(frame.shape[:2]) != (h, w):
+            raise ValueError(f"{SIZE_ERROR}: {pairs.paths[0]} is {h}x{w}, {pairs.paths[i]} is "
+                             f"{frame.shape[0]}x{frame.shape[1]} (data.frame_size resizes them all)")
+        out[i] = frame.numpy()
+        bar.update()
+    bar.close()
+    if len(_DECODED) >= 2:
+        _DECODED.pop(next(iter(_DECODED)))
+    _DECODED[key] = out
+    return out
+
+
 def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step: int,
                        end_step: int, *, crop: tuple[int, int], threads: int = 2,
-                       views: tuple[str, ...] = ("first", "second")) -> tf.data.Dataset:
+                       views: tuple[str, ...] = ("first", "second"), cache_mb: int = 0) -> tf.data.Dataset:
     """Dataset of global batches for steps [start_step, end_step) (see the module
     docstring). ``crop``: (h, w) of the crop taken at one offset from every frame of an
     example, after each frame is decoded with ``pairs.channels`` channels and resized to
     ``pairs.frame_size`` (area averaging; None: as stored); ``threads``: examples decoded
     at once (0: autotuned), which does not change the batches. ``views``: the view names,
-    one per column of ``pairs.pairs`` (an index of triplets has three)."""
+    one per column of ``pairs.pairs`` (an index of triplets has three). ``cache_mb`` > 0:
+    the frames decoded once and held in memory (:func:`decode_frames`), the same batches."""
     n = len(pairs)
     if n == 0:
         raise ValueError("no frame pairs")
@@ -192,6 +237,7 @@ def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step
     logits = None if pairs.weights is None else tf.constant(
         np.log(np.maximum(pairs.weights, 1e-300))[None, :], tf.float32)
     resize, channels = pairs.frame_size, pairs.channels
+    decoded = tf.constant(decode_frames(pairs, cache_mb, threads)) if cache_mb else None
 
     def draw(step):
         s_idx, s_crop = tf.unstack(tf.random.experimental.stateless_split(batch_seed(seed, step), 2))
@@ -203,8 +249,10 @@ def frame_pair_batches(pairs: FramePairs, batch_size: int, seed: int, start_step
         return tf.data.Dataset.from_tensor_slices((idx, crop_seeds))
 
     def example(idx, crop_seed):
-        files = [tf.gather(paths, tf.gather(c, idx)) for c in columns]
-        frames = [_decode(f, channels, resize) for f in files]
+        ids = [tf.gather(c, idx) for c in columns]
+        files = [tf.gather(paths, i) for i in ids]
+        frames = ([_decode(f, channels, resize) for f in files] if decoded is None
+                  else [decoded[i] for i in ids])
         shape = tf.shape(frames[0])
         checks = [tf.debugging.Assert(tf.reduce_all(tf.equal(shape, tf.shape(b))),
                                       [SIZE_ERROR, files[0], shape, f, tf.shape(b)], summarize=4)

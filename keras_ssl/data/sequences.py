@@ -340,10 +340,12 @@ class SequenceData:
     the sequences, and how their frames are decoded: ``frame_size`` (H, W) every frame is
     resized to before a pretext crops it (None: as stored), ``channels`` 1 or 3. A pretext
     that trains on sequences turns it into its own index (e.g. frame pairs) in
-    ``Pretext.prepare``."""
+    ``Pretext.prepare``. ``frame_cache_mb``: the memory the pretext's batches may hold its
+    decoded frames in (0: decode as drawn; :func:`keras_ssl.data.frames.frame_pair_batches`)."""
     sequences: tuple[Sequence, ...]
     frame_size: Optional[tuple[int, int]] = None
     channels: int = 3
+    frame_cache_mb: int = 0
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sequences)
@@ -376,4 +378,4 @@ def load_sequences(data_cfg, validation: bool = False) -> SequenceData:
         seqs = [read_tum_rgbd(root / s) for s in data_cfg.sequences] or [read_tum_rgbd(root)]
     else:
         raise DataError(f"data.dataset {name!r} is not a sequence dataset ({', '.join(SEQUENCE_DATASETS)})")
-    return SequenceData(tuple(seqs), frame_size, int(data_cfg.channels))
+    return SequenceData(tuple(seqs), frame_size, int(data_cfg.channels), int(data_cfg.frame_cache_mb))

@@ -29,6 +29,7 @@ class SequencePretext(Pretext):
         super().__init__(view_names=tuple(views), view_shape=tuple(image_shape), targets=targets)
         self.params = params
         self.pairs: Optional[FramePairs] = None
+        self.frame_cache_mb = 0     # data.frame_cache_mb, set by prepare
 
     def pairs_of(self, data: SequenceData) -> FramePairs:
         raise TypeError(f"{type(self).__name__} must define pairs_of")
@@ -41,6 +42,7 @@ class SequencePretext(Pretext):
             raise ConfigError(f"data.channels is {data.channels}, the encoder input has "
                               f"{self.view_shape[2]}")
         self.pairs = self.pairs_of(data)
+        self.frame_cache_mb = data.frame_cache_mb
         return self.pairs
 
     def validation_index(self, data: SequenceData) -> FramePairs:
@@ -66,7 +68,7 @@ class SequencePretext(Pretext):
             raise ConfigError(f"pretext {self.name!r} samples frame pairs (its prepare's output)")
         return frame_pair_batches(data, batch_size, seed, start_step, end_step,
                                   crop=self.view_shape[:2], threads=max(threads, 2) if threads else 0,
-                                  views=self.view_names)
+                                  views=self.view_names, cache_mb=self.frame_cache_mb)
 
     def __call__(self, images, index, seed):
         raise TypeError(f"pretext {self.name!r} makes its batches from frame pairs (batches), "

@@ -31,6 +31,8 @@ HOW_NOT_WHAT = ("train.pipeline_threads", "train.log_every", "train.checkpoint_e
                 # One process or several workers: the same global batches and updates.
                 "train.strategy", "train.collective_timeout_seconds",
                 "train.sample_pairs",  # sample_pairs: the name before sample_examples
+                # Frames decoded once and kept in memory, or as drawn: the same batches.
+                "data.frame_cache_mb",
                 # A run that trained with skip_unreadable off read every file, as it does
                 # with it on; run directories from before the setting have no such key.
                 "data.skip_unreadable",
@@ -117,3 +119,33 @@ def previous_pretrain(run_dir: Path) -> dict:
     except (OSError, ValueError, AttributeError):
         return {}
     return pre if isinstance(pre, dict) and pre.get("final") else {}
+
+
+def same_pretraining(run_dir: Path, cfg) -> bool:
+    """Whether ``run_dir``'s ``config.json`` pretrains as ``cfg`` does (only the sections
+    that change what the checkpoints hold are compared, as :func:`check_run_dir` does)."""
+    try:
+        old = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    resolved = json.loads(json.dumps(to_dict(cfg)))
+    return isinstance(old, dict) and _pretraining_part(old) == _pretraining_part(resolved)
+
+
+#: What :func:`seed_from_pretrained` leaves behind: the source's scores and exports are
+#: its own evaluation's, not the new run's.
+NOT_SEEDED = ("results*.json", "results*.md", "export", "report")
+
+
+def seed_from_pretrained(source: Path, run_dir: Path, cfg) -> bool:
+    """Copy ``source``'s finished pretraining (checkpoints, the pretext's files, logs) into
+    ``run_dir`` when ``run_dir`` holds no checkpoints and ``source`` pretrained exactly as
+    ``cfg`` does: a run of ``cfg`` there then evaluates without pretraining again (a
+    selection between evaluation settings pretrains once). True if copied."""
+    import shutil
+
+    if (run_dir / "checkpoints").is_dir() or not previous_pretrain(source) or not same_pretraining(source, cfg):
+        return False
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns(*NOT_SEEDED), dirs_exist_ok=True)
+    return True

@@ -135,6 +135,43 @@ def test_resize_grey_and_errors_name_the_files(tmp_path):
         frame_pairs([Sequence(name="one", frames=[tmp_path / "x.png"], poses=np.eye(4)[None])], max_gap=2)
 
 
+def test_frames_decoded_once_give_the_same_batches_and_a_too_small_cache_is_refused(kitti, monkeypatch):
+    import keras_ssl.data.frames as frames_mod
+
+    fp = frame_pairs(read_kitti_odometry(kitti, ["00", "01"]), max_gap=3, bins=4, frame_size=(16, 24))
+    as_drawn = list(frame_pair_batches(fp, 8, 5, 0, 3, crop=(8, 10), threads=1))
+    monkeypatch.setattr(frames_mod, "_DECODED", {})
+    cached = list(frame_pair_batches(fp, 8, 5, 0, 3, crop=(8, 10), threads=3, cache_mb=1))
+    for (v1, l1), (v2, l2) in zip(as_drawn, cached, strict=True):
+        for v in ("first", "second"):
+            np.testing.assert_array_equal(v1[v].numpy(), v2[v].numpy())     # bit for bit
+        np.testing.assert_array_equal(l1["pair"].numpy(), l2["pair"].numpy())
+    assert list(frames_mod._DECODED) == [(fp.paths, (16, 24), 3)]           # decoded once, kept
+    decoded = frames_mod._DECODED[(fp.paths, (16, 24), 3)]
+    assert decoded.shape == (21, 16, 24, 3)
+    # frame k of sequence 01 is global frame 12 + k; blue encodes 10 * k
+    np.testing.assert_allclose(decoded[12 + 4, ..., 2], 40 / 255, atol=1e-6)
+    # that does not read the files again: the cache is what the batches are cut from
+    calls = []
+    monkeypatch.setattr(frames_mod, "_decode", lambda *a: calls.append(a))
+    list(frame_pair_batches(fp, 8, 5, 0, 2, crop=(8, 10), cache_mb=1))
+    assert calls == []
+    # 21 frames of 16x24x3 float32 are 96,768 bytes: 0 MB cannot hold them; frames as stored
+    # that differ in size are named
+    monkeypatch.setattr(frames_mod, "_DECODED", {})
+    big = frame_pairs(read_kitti_odometry(kitti, ["00", "01"]), max_gap=3, bins=4, frame_size=(400, 600))
+    with pytest.raises(ValueError, match=r"data.frame_cache_mb is 1: the 21 frames of 400x600x3 need 58 MB"):
+        frame_pair_batches(big, 8, 5, 0, 1, crop=(8, 10), cache_mb=1)
+
+
+def test_a_frame_cache_of_frames_that_differ_in_size_names_the_file(tmp_path):
+    write_sequence(tmp_path, "00", 4, 0, sizes=[(H, W), (H + 2, W), (H, W), (H, W)])
+    fp = frame_pairs(read_kitti_odometry(tmp_path, ["00"]), max_gap=1, bins=2)
+    with pytest.raises(ValueError, match=SIZE_ERROR) as e:
+        frame_pair_batches(fp, 8, 5, 0, 1, crop=(8, 10), cache_mb=1)
+    assert "000001.png is 22x30" in str(e.value)
+
+
 # -- Shuffle & Learn's triplets: the order label is the order of the frames -----
 
 def test_shuffle_learn_triplets_are_in_order_or_have_the_middle_outside(kitti):
