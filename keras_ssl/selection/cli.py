@@ -2,12 +2,16 @@
 validation split, write the table that records the choice.
 
     python -m keras_ssl.select configs/selections/egomotion_features.json [--runs-dir runs/select]
-        [--smoke] [--no-progress] [--only NAME ...]
+        [--smoke] [--no-progress] [--only NAME ...] [--from-run RUN ...]
 
 Each variant runs the train job (``--skip-export``) under ``RUNS/<selection>/<variant>``;
 the same command after an interruption resumes (a finished variant whose
 ``results_validation.json`` was made from the same resolved config is not run
-again). Writes ``RUNS/<selection>/selection.md`` and ``selection.json``.
+again). Variants that differ only in what is done after pretraining (``eval.*``) pretrain
+once: a variant whose pretraining config equals an earlier variant's (or a ``--from-run``
+run directory's, whose pretraining finished) starts from a copy of its checkpoints
+(:func:`keras_ssl.training.run_dir.seed_from_pretrained`). Writes
+``RUNS/<selection>/selection.md`` and ``selection.json``.
 """
 from __future__ import annotations
 
@@ -45,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="run only these variants now (the table needs all: run the rest later)")
+    p.add_argument("--from-run", nargs="+", default=[], metavar="RUN",
+                   help="finished runs whose pretraining variants may start from (when it is theirs)")
     args = p.parse_args(argv)
     from keras_ssl.selection.spec import load_selection
     from keras_ssl.selection.table import SelectionError, decide, score, selection_markdown
@@ -62,6 +68,7 @@ def main(argv=None) -> int:
     from keras_ssl.data import DataError
     from keras_ssl.training.errors import Interrupted, TrainingError, run_write_error
     from keras_ssl.training.job import run
+    from keras_ssl.training.run_dir import seed_from_pretrained
 
     root = Path(args.runs_dir) / (sel.name + ("_smoke" if args.smoke else ""))
     results = {}
@@ -72,6 +79,10 @@ def main(argv=None) -> int:
             continue
         if done is None:
             print(f"[{i + 1}/{len(sel.variants)}] {v.name}: {v.overrides or '(base)'} -> {run_dir}", flush=True)
+            for source in [Path(r) for r in args.from_run] + [root / u.name for u in sel.variants[:i]]:
+                if seed_from_pretrained(source, run_dir, v.config):
+                    print(f"  pretrained as {source}: its checkpoints copied, evaluation only", flush=True)
+                    break
             try:
                 run(v.config, run_dir, progress=not args.no_progress, export=False, config_path=str(sel.base))
             except (ConfigError, DataError, TrainingError) as e:

@@ -106,23 +106,36 @@ def test_select_end_to_end_never_scores_the_test_set(tmp_path):
     quiet = {"eval.scratch": False, "eval.linear_probe": False, "eval.random_frozen": False}
     path = _write(tmp_path, _doc(set=quiet, variants=[
         {"name": "lr_small", "set": {"train.learning_rate": 0.0001}},
-        {"name": "lr_base", "set": {}}]))
+        {"name": "lr_base", "set": {}},
+        {"name": "head_slow", "set": {"eval.head_learning_rate": 0.001}}]))
     runs = tmp_path / "runs"
     r = _select(str(path), "--smoke", "--runs-dir", str(runs))
     assert r.returncode == 0, r.stderr[-2000:]
     root = runs / "sel_smoke"
+    # head_slow differs from lr_base after pretraining only: it starts from lr_base's
+    # checkpoints (copied, not trained again); lr_small pretrains on its own
+    assert r.stdout.count("pretrained as") == 1
+    assert f"pretrained as {root / 'lr_base'}: its checkpoints copied" in r.stdout
+    ckpt = sorted(p.relative_to(root / "lr_base") for p in (root / "lr_base" / "checkpoints").rglob("*"))
+    assert ckpt and ckpt == sorted(p.relative_to(root / "head_slow")
+                                   for p in (root / "head_slow" / "checkpoints").rglob("*"))
+    for rel in ckpt:
+        if (root / "lr_base" / rel).is_file():
+            assert (root / "lr_base" / rel).read_bytes() == (root / "head_slow" / rel).read_bytes()
+    slow = json.loads((root / "head_slow" / "results_validation.json").read_text())
+    assert slow["protocol"]["head_learning_rate"] == 0.001
     doc = json.loads((root / "selection.json").read_text())
     crit = {}
-    for name in ("lr_small", "lr_base"):
+    for name in ("lr_small", "lr_base", "head_slow"):
         assert not (root / name / "results.json").exists()     # the test split was never scored
         res = json.loads((root / name / "results_validation.json").read_text())
         rows = [r for r in res["rows"] if r["protocol"] == "frozen_mlp"]
         crit[name] = sum(r["mean"] for r in rows) / len(rows)
-    assert doc["chosen"] == max(crit, key=lambda k: (crit[k], k == "lr_small"))
     assert {r["variant"]: r["criterion"] for r in doc["ranked"]} == pytest.approx(crit)
+    assert crit[doc["chosen"]] == max(crit.values())
     assert f"Chosen: **{doc['chosen']}**." in (root / "selection.md").read_text()
     again = _select(str(path), "--smoke", "--runs-dir", str(runs))       # finished variants are read back
-    assert again.returncode == 0 and again.stdout.count("finished before") == 2
+    assert again.returncode == 0 and again.stdout.count("finished before") == 3
 
 
 def test_select_bad_file_is_one_line(tmp_path):
