@@ -28,6 +28,10 @@ ELSEWHERE = {
     "drives_egomotion.json": "tests/pretext/test_odometry.py::test_drives_config_renders_trains_and_transfers_to_scenes",
     "drives_sfa_time.json": "tests/pretext/test_odometry.py::test_drives_config_renders_trains_and_transfers_to_scenes",
     "drives_shuffle_learn.json": "tests/pretext/test_odometry.py::test_drives_config_renders_trains_and_transfers_to_scenes",
+    # the thesis's sizes on real KITTI and SUN397: their --smoke sizes on rendered data there
+    "kitti_egomotion.json": "tests/pretext/test_odometry.py::test_drives_config_renders_trains_and_transfers_to_scenes",
+    "kitti_sfa.json": "tests/pretext/test_odometry.py::test_drives_config_renders_trains_and_transfers_to_scenes",
+    "kitti_shuffle_learn.json": "tests/pretext/test_odometry.py::test_drives_config_renders_trains_and_transfers_to_scenes",
 }
 #: pattern of paths under configs/ -> why their smoke runs are marked slow.
 SLOW = {
@@ -161,6 +165,9 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
     "drives_shuffle_learn.json": "new (issue 16): Shuffle & Learn on the rendered drives",
+    "kitti_egomotion.json": "needs KITTI odometry and SUN397, not downloadable here",
+    "kitti_sfa.json": "needs KITTI odometry and SUN397, not downloadable here",
+    "kitti_shuffle_learn.json": "needs KITTI odometry and SUN397, not downloadable here",
 }
 
 

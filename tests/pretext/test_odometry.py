@@ -74,9 +74,13 @@ def test_a_resumed_sequence_run_equals_the_uninterrupted_one(kitti, tmp_path):
     # the same run directory continued to 4 steps: only train.steps differs
     (tmp_path / "cut" / "config.json").unlink()
     run(cfg_for(kitti, steps=4), tmp_path / "cut", progress=False, evaluate=False, export=False, log=quiet)
+    # and the frames decoded once, held in memory (data.frame_cache_mb): the same batches
+    run(cfg_for(kitti, steps=4, frame_cache_mb=16), tmp_path / "cached", progress=False, evaluate=False,
+        export=False, log=quiet)
     a = keras.models.load_model(tmp_path / "whole" / "encoder.keras").get_weights()
-    b = keras.models.load_model(tmp_path / "cut" / "encoder.keras").get_weights()
-    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) == 0.0
+    for other in ("cut", "cached"):
+        b = keras.models.load_model(tmp_path / other / "encoder.keras").get_weights()
+        assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) == 0.0, other
 
 
 def test_pretext_and_data_that_cannot_work_together_are_refused(kitti, tmp_path):
@@ -130,12 +134,15 @@ def test_shuffle_learn_trains_three_towers_with_classify(kitti, tmp_path):
     assert doc["in_order"] + doc["out_of_order"] == doc["triplets"] > 0
 
 
-@pytest.mark.parametrize("name", ["drives_egomotion", "drives_sfa_time", "drives_shuffle_learn"])
+@pytest.mark.parametrize("name", ["drives_egomotion", "drives_sfa_time", "drives_shuffle_learn",
+                                  "kitti_egomotion", "kitti_sfa", "kitti_shuffle_learn"])
 def test_drives_config_renders_trains_and_transfers_to_scenes(tmp_path, name):
     """Each drives config (configs/drives_egomotion.json, configs/drives_sfa_time.json,
     configs/drives_shuffle_learn.json) end to end on data rendered here (a few frames and scenes): its
     pretext on the KITTI tree (00-02; 03 held out and monitored), then the few-label
-    transfer to the class-per-folder scene set with a softmax on each layer, and the export."""
+    transfer to the class-per-folder scene set with a softmax on each layer, and the export.
+    The kitti configs (the thesis's sizes, real KITTI and SUN397 paths) the same way, with
+    their --smoke sizes and the rendered tree's sequences; they also finetune."""
     from keras_ssl.config import load_config
     from keras_ssl.render.cli import main as render
     from support import CONFIGS, check_smoke_run
@@ -149,7 +156,7 @@ def test_drives_config_renders_trains_and_transfers_to_scenes(tmp_path, name):
     cfg = load_config(CONFIGS / f"{name}.json", smoke=True, overrides={
         "data.path": str(kitti), "data.eval_path": str(scenes), "data.frame_size": None,
         "data.validation_images": 8, "data.validation_pairs": 16, "eval.label_counts": [8, 16],
-        "train.batch_size": 8})
+        "train.batch_size": 8, "data.sequences": ["00", "01", "02"], "data.validation_sequences": ["03"]})
     assert cfg.data.validation_sequences == ("03",) and cfg.train.monitor_every
     s = run(cfg, tmp_path / "run", progress=False, log=quiet)
     check_smoke_run(cfg, tmp_path / "run")
@@ -162,8 +169,9 @@ def test_drives_config_renders_trains_and_transfers_to_scenes(tmp_path, name):
     assert {"frozen_mlp", "scratch", "knn"} <= protocols
     assert {f"linear:{t}" for t in ("norm1", "norm2", "conv3", "conv4", "pool5")} <= protocols
     assert all(r["labels"] in (8, 16) for r in rows)
-    record = {"drives_egomotion": "motion_bins.json", "drives_sfa_time": "sfa_pairs.json",
-              "drives_shuffle_learn": "shuffle_learn.json"}[name]
+    assert ("finetune" in protocols) == name.startswith("kitti")
+    record = {"egomotion": "motion_bins.json", "sfa_time": "sfa_pairs.json", "sfa": "sfa_pairs.json",
+              "shuffle_learn": "shuffle_learn.json"}[name.split("_", 1)[1]]
     assert (tmp_path / "run" / record).is_file() and s["export"]
 
 
