@@ -180,6 +180,8 @@ class EvalConfig:
       on it, ``python -m keras_ssl.select``). The labeled subsets are the same for both.
     - ``finetune``: the evaluated encoder as the initialisation, encoder and head all
       trained for ``scratch_steps``: the fair alternative to freezing it.
+    - ``scratch_learning_rate``: the SGD rate of ``scratch`` and ``finetune`` (None: the
+      head's): a rate chosen for heads on frozen features need not suit a whole network.
     """
     label_counts: tuple[int, ...] = LABEL_COUNTS
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -201,6 +203,7 @@ class EvalConfig:
     max_test_images: Optional[int] = num(None, 1)
     split: Literal["test", "validation"] = "test"
     finetune: bool = False
+    scratch_learning_rate: Optional[float] = num(None, 0.0, None, lo_open=True)
 
     def validate(self):
         if self.random_linear and not self.linear_probe:

@@ -126,12 +126,14 @@ class SubsetContext:
         """Keras's seed for the next model built (its initial weights, its dropout)."""
         keras.utils.set_random_seed(subset_seed(self.labels, self.seed))
 
-    def fit_and_score(self, model: keras.Model, x_train, x_test, steps: int) -> Score:
+    def fit_and_score(self, model: keras.Model, x_train, x_test, steps: int,
+                      learning_rate: float | None = None) -> Score:
         """Train ``model`` on (``x_train``, subset labels) with the head's optimiser
-        settings for ``steps``; its :class:`Score` on (``x_test``, test labels)."""
+        settings (``learning_rate``: another rate) for ``steps``; its :class:`Score` on
+        (``x_test``, test labels)."""
         e = self.eval_cfg
         train_classifier(model, x_train, self.subset.labels, steps, e.head_batch_size,
-                         e.head_learning_rate, e.head_momentum, e.head_weight_decay, self.seed)
+                         learning_rate or e.head_learning_rate, e.head_momentum, e.head_weight_decay, self.seed)
         return Score.of(predict(model, x_test), self.test.labels)
 
     def head(self, in_dim: int, *, hidden: int, dropout: float, name: str = "head") -> keras.Model:
@@ -207,7 +209,7 @@ def _train_all(ctx: SubsetContext, init_from: keras.Model | None) -> Score:
     x_in = keras.Input(enc.input.shape[1:], name="images")
     clf = keras.Model(x_in, head(enc(x_in)), name="scratch")
     return ctx.fit_and_score(clf, to_float(ctx.subset.images), to_float(ctx.test.images).numpy(),
-                             e.scratch_steps)
+                             e.scratch_steps, e.scratch_learning_rate)
 
 
 def scratch(ctx: SubsetContext) -> Scores:

@@ -94,7 +94,8 @@ def results_markdown(results: dict, title: str = "") -> str:
               f"the test set not looked at)" if split == "validation" else f"test images: {p['test_images']}")
     lines += ["", f"Protocol: {len(p['seeds'])} seed(s) {p['seeds']}; frozen head dense {p['head_hidden']} "
               f"+ dropout {p['head_dropout']}, {p['head_steps']} steps, batch {p['head_batch_size']}, "
-              f"lr {p['head_learning_rate']}; scratch {p['scratch_steps']} steps; linear probes "
+              f"lr {p['head_learning_rate']}; scratch {p['scratch_steps']} steps"
+              f"{f' at lr ' + str(p['scratch_learning_rate']) if p.get('scratch_learning_rate') else ''}; linear probes "
               f"{p['linear_probe_steps']} steps; kNN k={p['knn_k']} (cosine); {scored}; labeled subsets drawn from {p['labeled_pool']} training images "
               f"({p['validation_images']} held out for validation, seed {p.get('validation_seed', '?')}). "
               f"Mean ± std over seeds."]

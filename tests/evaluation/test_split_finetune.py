@@ -130,3 +130,32 @@ def test_results_json_records_the_protocol_and_provenance(tmp_path):
     p = res["protocol"]
     assert (p["dataset"], p["eval_dataset"], p["validation_seed"]) == ("mnist", "mnist", resolved["seed"])
     assert p["scored_images"] == resolved["data"]["validation_images"]
+
+
+def test_scratch_learning_rate_trains_scratch_and_finetune_and_not_the_heads(sets, monkeypatch):
+    """eval.scratch_learning_rate: the rate of the whole-network rows; every classifier on
+    frozen features keeps the head's rate (the rates each fit received, by model)."""
+    import keras_ssl.evaluation.protocols as protocols
+
+    seen = []
+    real = protocols.train_classifier
+
+    def spy(model, x, y, steps, batch, lr, *rest):
+        seen.append((model.name, steps, lr))
+        return real(model, x, y, steps, batch, lr, *rest)
+
+    monkeypatch.setattr(protocols, "train_classifier", spy)
+    train, test = sets
+    e = EvalConfig(label_counts=(30,), seeds=(0,), head_hidden=8, head_steps=3, scratch_steps=4,
+                   linear_probe_steps=2, head_learning_rate=0.002, scratch_learning_rate=0.05,
+                   finetune=True, random_linear=True)
+    res = _eval(_new(), e, train, test)
+    whole = [(steps, lr) for name, steps, lr in seen if name == "scratch"]
+    frozen = [(steps, lr) for name, steps, lr in seen if name != "scratch"]
+    assert whole == [(4, 0.05), (4, 0.05)]                        # scratch, then finetune
+    assert frozen and {lr for _, lr in frozen} == {0.002}        # heads and per-layer probes
+    assert res["protocol"]["scratch_learning_rate"] == 0.05
+    seen.clear()
+    _eval(_new(), EvalConfig(label_counts=(30,), seeds=(0,), head_hidden=8, head_steps=3, scratch_steps=4,
+                             linear_probe=False, random_frozen=False, head_learning_rate=0.002), train, test)
+    assert [lr for name, _, lr in seen if name == "scratch"] == [0.002]     # None: the head's rate
