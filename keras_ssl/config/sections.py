@@ -164,6 +164,9 @@ class EvalConfig:
 
     - ``label_counts``: sizes of the class-stratified labeled subsets (images);
       ``seeds``: one subset and one head per (count, seed).
+    - ``per_class``: k labeled images per class instead (the thesis's transfer tables: 1,
+      5, 10, 20): the label counts are then k x the labeled set's classes, exactly k of
+      each class (``label_counts`` is not used); results are keyed by those counts.
     - ``head_hidden``: units of the head's hidden layer (0: linear); ``head_dropout``: its rate.
     - ``head_steps``, ``head_batch_size``, ``head_learning_rate``, ``head_momentum``,
       ``head_weight_decay``: SGD of every classifier trained here (iterations, images).
@@ -184,6 +187,7 @@ class EvalConfig:
       head's): a rate chosen for heads on frozen features need not suit a whole network.
     """
     label_counts: tuple[int, ...] = LABEL_COUNTS
+    per_class: tuple[int, ...] = num((), 1)
     seeds: tuple[int, ...] = (0, 1, 2)
     head_hidden: int = num(500, 0)
     head_dropout: float = num(0.5, 0.0, 1.0)

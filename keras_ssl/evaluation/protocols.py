@@ -265,7 +265,8 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
     enabled = [(name, fn) for name, (fn, on) in PROTOCOLS.items() if on(e)]
     spent = {name: 0.0 for name, _ in enabled}     # seconds per protocol, over all subsets
 
-    tasks = [(n, s) for n in e.label_counts for s in e.seeds]
+    counts = tuple(k * num_classes for k in e.per_class) if e.per_class else tuple(e.label_counts)
+    tasks = [(n, s) for n in counts for s in e.seeds]
     runs: dict[tuple, list] = {}
     collapsed: dict[tuple, list] = {}     # row key -> seeds whose classifier predicted one class
     t0 = time.perf_counter()
@@ -291,7 +292,8 @@ def evaluate_encoder(encoder: keras.Model, new_encoder: Callable[[], keras.Model
              "collapsed_seeds": collapsed.get((method, protocol, n), [])}
             for (method, protocol, n), vals in runs.items()]
     return {"split": e.split,
-            "protocol": {**asdict(e), "label_counts": list(e.label_counts), "seeds": list(e.seeds),
+            "protocol": {**asdict(e), "label_counts": list(counts), "per_class": list(e.per_class),
+                         "num_classes": num_classes, "seeds": list(e.seeds),
                          **dict(datasets), "validation_seed": seed, "test_images": test_images,
                          "scored_images": len(test), "labeled_pool": len(pool),
                          "validation_images": validation_images,

@@ -159,3 +159,20 @@ def test_scratch_learning_rate_trains_scratch_and_finetune_and_not_the_heads(set
     _eval(_new(), EvalConfig(label_counts=(30,), seeds=(0,), head_hidden=8, head_steps=3, scratch_steps=4,
                              linear_probe=False, random_frozen=False, head_learning_rate=0.002), train, test)
     assert [lr for name, _, lr in seen if name == "scratch"] == [0.002]     # None: the head's rate
+
+
+def test_per_class_draws_k_images_of_every_class(sets):
+    """eval.per_class: the label counts are k x the classes (10 here), exactly k of each."""
+    train, test = sets
+    e = EvalConfig(label_counts=(30,), per_class=(1, 3), seeds=(0, 1), head_hidden=8, head_steps=3,
+                   scratch=False, random_frozen=False, linear_probe=False)
+    res = _eval(_new(), e, train, test)
+    p = res["protocol"]
+    assert p["label_counts"] == [10, 30] and p["per_class"] == [1, 3] and p["num_classes"] == 10
+    assert {r["labels"] for r in res["rows"]} == {10, 30}
+    pool, _ = split_validation(train, 60, 5)
+    for k, n in ((1, 10), (3, 30)):
+        for s in (0, 1):
+            assert np.bincount(labeled_subset(pool, n, s).labels, minlength=10).tolist() == [k] * 10
+    with pytest.raises(Exception, match="per_class"):
+        load_config(ROOT / "configs/mnist_rotation.json", {"eval.per_class": [0]})

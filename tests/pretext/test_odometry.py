@@ -156,7 +156,8 @@ def test_drives_config_renders_trains_and_transfers_to_scenes(tmp_path, name):
     cfg = load_config(CONFIGS / f"{name}.json", smoke=True, overrides={
         "data.path": str(kitti), "data.eval_path": str(scenes), "data.frame_size": None,
         "data.validation_images": 8, "data.validation_pairs": 16, "eval.label_counts": [8, 16],
-        "train.batch_size": 8, "data.sequences": ["00", "01", "02"], "data.validation_sequences": ["03"]})
+        "train.batch_size": 8, "data.sequences": ["00", "01", "02"], "data.validation_sequences": ["03"],
+        **({"eval.per_class": [2, 4]} if name.startswith("kitti") else {})})   # 4 classes: 8, 16 labels
     assert cfg.data.validation_sequences == ("03",) and cfg.train.monitor_every
     s = run(cfg, tmp_path / "run", progress=False, log=quiet)
     check_smoke_run(cfg, tmp_path / "run")
