@@ -86,6 +86,8 @@ def results_markdown(results: dict, title: str = "") -> str:
     for m, p in keys:
         lines.append(f"| {m} | {p} | " + " | ".join(_fmt(by.get((m, p, c))) for c in counts) + " |")
     for name, ref in thesis_by_count().items():
+        if not any(c in ref for c in counts):    # another dataset's label counts: nothing to set beside
+            continue
         lines.append(f"| thesis: {name} | reported | " + " | ".join(
             f"{ref[c]:.2f}" if c in ref else "-" for c in counts) + " |")
     p = results["protocol"]
