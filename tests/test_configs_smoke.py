@@ -164,7 +164,6 @@ def test_memory_bank_configs_hold_the_papers_settings(name):
 #: whose full run has not been measured. It must say so in its "cost" and carry no
 #: "expected"; once measured, it gets its "expected" object and leaves this table.
 NOT_MEASURED = {
-    "drives_shuffle_learn.json": "new (issue 16): Shuffle & Learn on the rendered drives",
     "kitti_egomotion.json": "needs KITTI odometry and SUN397, not downloadable here",
     "kitti_sfa.json": "needs KITTI odometry and SUN397, not downloadable here",
     "kitti_shuffle_learn.json": "needs KITTI odometry and SUN397, not downloadable here",
