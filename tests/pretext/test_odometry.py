@@ -141,8 +141,9 @@ def test_drives_config_renders_trains_and_transfers_to_scenes(tmp_path, name):
     configs/drives_shuffle_learn.json) end to end on data rendered here (a few frames and scenes): its
     pretext on the KITTI tree (00-02; 03 held out and monitored), then the few-label
     transfer to the class-per-folder scene set with a softmax on each layer, and the export.
-    The kitti configs (the thesis's sizes, real KITTI and SUN397 paths) the same way, with
-    their --smoke sizes and the rendered tree's sequences; they also finetune."""
+    The kitti configs (configs/kitti_egomotion.json, configs/kitti_sfa.json,
+    configs/kitti_shuffle_learn.json: the thesis's sizes, real KITTI and SUN397 paths) the
+    same way, with their --smoke sizes and the rendered tree's sequences; they also finetune."""
     from keras_ssl.config import load_config
     from keras_ssl.render.cli import main as render
     from support import CONFIGS, check_smoke_run
