@@ -98,18 +98,26 @@ def check_run_dir(run_dir: Path, cfg) -> None:
     ``--set eval.seeds=[0]`` on a finished run re-evaluates its encoder.
     """
     saved = run_dir / "config.json"
-    resolved = json.loads(json.dumps(to_dict(cfg)))
     if saved.is_file() and (run_dir / "checkpoints").is_dir():
-        try:
-            old = json.loads(saved.read_text())
-        except json.JSONDecodeError:
-            old = None
-        if not isinstance(old, dict) or _pretraining_part(old) != _pretraining_part(resolved):
-            before, now = _pretraining_part(old if isinstance(old, dict) else {}), _pretraining_part(resolved)
-            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        changed = pretraining_differences(run_dir, cfg)
+        if changed:
             raise ConfigError(f"{run_dir} holds checkpoints of a run with a different pretraining "
-                              f"config (differs in: {', '.join(changed) or 'unreadable'}; see {saved}); "
+                              f"config (differs in: {', '.join(changed)}; see {saved}); "
                               f"pass another --run-dir or remove that directory")
+
+
+def pretraining_differences(run_dir: Path, cfg) -> list[str]:
+    """The sections in which ``run_dir``'s ``config.json`` pretrains otherwise than ``cfg``
+    (only what changes the checkpoints: ``AFTER_PRETRAINING`` and ``HOW_NOT_WHAT`` left
+    out); ``["unreadable"]`` when there is no readable config.json; [] when the same."""
+    try:
+        old = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        return ["unreadable"]
+    before, now = _pretraining_part(old), _pretraining_part(json.loads(json.dumps(to_dict(cfg))))
+    return sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
 
 
 def previous_pretrain(run_dir: Path) -> dict:
@@ -119,17 +127,6 @@ def previous_pretrain(run_dir: Path) -> dict:
     except (OSError, ValueError, AttributeError):
         return {}
     return pre if isinstance(pre, dict) and pre.get("final") else {}
-
-
-def same_pretraining(run_dir: Path, cfg) -> bool:
-    """Whether ``run_dir``'s ``config.json`` pretrains as ``cfg`` does (only the sections
-    that change what the checkpoints hold are compared, as :func:`check_run_dir` does)."""
-    try:
-        old = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    resolved = json.loads(json.dumps(to_dict(cfg)))
-    return isinstance(old, dict) and _pretraining_part(old) == _pretraining_part(resolved)
 
 
 #: What :func:`seed_from_pretrained` leaves behind: the source's scores and exports are
@@ -144,7 +141,7 @@ def seed_from_pretrained(source: Path, run_dir: Path, cfg) -> bool:
     selection between evaluation settings pretrains once). True if copied."""
     import shutil
 
-    if (run_dir / "checkpoints").is_dir() or not previous_pretrain(source) or not same_pretraining(source, cfg):
+    if (run_dir / "checkpoints").is_dir() or not previous_pretrain(source) or pretraining_differences(source, cfg):
         return False
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns(*NOT_SEEDED), dirs_exist_ok=True)
